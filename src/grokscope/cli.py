@@ -1,0 +1,197 @@
+"""The `grokscope` command line. Each verb is a thin wrapper over the Python API of the same name.
+
+Exit codes: 0 ok; 2 bad input (one line on stderr naming the field and what is allowed); 1 other failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+from grokscope.config import ConfigError, RunConfig, make_config, parse_set
+from grokscope.io import RunDirError, WriteError
+
+log = logging.getLogger("grokscope")
+
+# The demo trains the canonical config past grokking and well into clean-up, then stops: about
+# half the preset's 40k epochs, so the demo takes minutes. `grokscope train --preset nanda2023`
+# runs the full length.
+DEMO_EPOCHS = 20000
+
+
+class UsageError(Exception):
+    """Bad command-line input (exit 2)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse's own errors: one line, exit 2
+        raise UsageError(message)
+
+
+def _parse_seeds(text: str) -> list[int]:
+    """"0-63" or "0,1,5" -> list of seeds."""
+    try:
+        if "-" in text:
+            lo, hi = text.split("-")
+            seeds = list(range(int(lo), int(hi) + 1))
+        else:
+            seeds = [int(s) for s in text.split(",")]
+    except ValueError:
+        raise ConfigError("--seeds", f"must look like 0-63 or 0,1,5 (got {text!r})") from None
+    if not seeds or min(seeds) < 0:
+        raise ConfigError("--seeds", f"must name seeds >= 0 (got {text!r})")
+    return seeds
+
+
+def _config_from_args(args: argparse.Namespace) -> RunConfig:
+    return make_config(args.config, args.preset, parse_set(args.set or []))
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from grokscope.trainer import default_out, train, train_ensemble
+
+    if args.resume:
+        run = Path(args.resume)
+        if args.config or args.preset or args.set or args.seeds:
+            raise UsageError("--resume RUN continues a run with its stored config; drop CONFIG, --preset, --set and --seeds")
+        from grokscope.runstore import RunStore
+
+        raw, _ = RunStore(run).read_config()
+        cfg = RunConfig.from_dict(raw)
+        path = train(cfg, run, resume=True)
+        print(f"resumed and finished: {path}")
+        return 0
+    cfg = _config_from_args(args)
+    if args.seeds:
+        seeds = _parse_seeds(args.seeds)
+        base = Path(args.out) if args.out else default_out(cfg)
+        cfgs = [cfg.replace(**{"train.seed": s}) for s in seeds]
+        paths = train_ensemble(cfgs, [base / f"seed{s}" for s in seeds])
+        print(f"trained {len(paths)} runs under {base}")
+        return 0
+    t0 = time.perf_counter()
+    path = train(cfg, args.out)
+    _print_headline(path, time.perf_counter() - t0)
+    return 0
+
+
+def _print_headline(path: Path, seconds: float) -> None:
+    from grokscope.run import load_run
+
+    m = load_run(path).metrics
+    grok = m.loc[m.test_acc >= 0.99, "epoch"]
+    last = m.iloc[-1]
+    print(f"run: {path}")
+    print(f"wall time: {seconds:.1f} s; final train_acc {last.train_acc:.4f}, test_acc {last.test_acc:.4f}")
+    print(f"grokking epoch (first test_acc >= 0.99): {int(grok.iloc[0]) if len(grok) else 'not reached'}")
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from grokscope.analysis import analyze_run
+
+    for run in args.runs:
+        summary = analyze_run(run)
+        print(f"{run}: analysis written to {Path(run) / 'analysis'}; key frequencies {summary.get('key_frequencies')}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from grokscope.report import write_report
+
+    out = write_report(args.runs, out=args.out, png_dir=args.png)
+    print(f"report: {out}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from grokscope.presets import get_preset
+    from grokscope.trainer import train
+
+    cfg = get_preset("nanda2023").replace(**{"train.epochs": DEMO_EPOCHS, "name": "demo: nanda2023"})
+    cfg = cfg.replace(**parse_set(args.set or []))
+    out = Path(args.out) if args.out else Path("runs") / f"demo-{time.strftime('%Y%m%d-%H%M%S')}"
+    print(f"training the canonical run (x + y mod 113, {cfg.train.epochs} epochs) into {out} ...", flush=True)
+    t0 = time.perf_counter()
+    train(cfg, out)
+    _print_headline(out, time.perf_counter() - t0)
+    try:
+        from grokscope.analysis import analyze_run
+    except ImportError:  # analysis not installed in this build
+        return 0
+    summary = analyze_run(out)
+    print(f"key frequencies: {summary.get('key_frequencies')}; phases: {summary.get('phases')}")
+    print(f"neurons single-frequency: {summary.get('frac_neurons_single_frequency')}; "
+          f"logit fit variance explained: {summary.get('logit_fit_variance_explained')}")
+    try:
+        from grokscope.report import write_report
+    except ImportError:
+        return 0
+    print(f"report: {write_report([out])}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="grokscope", description="Train, analyse and report grokking runs.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more")
+    sub = parser.add_subparsers(dest="verb", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("train", help="train one run (or an ensemble with --seeds)")
+    p.add_argument("config", nargs="?", help="a YAML or JSON config file")
+    p.add_argument("--preset", help="a named config, e.g. nanda2023 or tiny")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key, e.g. optim.lr=3e-3")
+    p.add_argument("--out", help="run directory (default runs/<op><p>-seed<seed>-<time>)")
+    p.add_argument("--resume", metavar="RUN", help="continue the run in RUN from its last saved state")
+    p.add_argument("--seeds", help="train an ensemble over train.seed, e.g. 0-63; members go to OUT/seed<N>")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("analyze", help="write RUN/analysis/")
+    p.add_argument("runs", nargs="+", metavar="RUN")
+    p.set_defaults(func=cmd_analyze)
+
+    p = sub.add_parser("report", help="write RUN/report.html, or a comparison report for several runs")
+    p.add_argument("runs", nargs="+", metavar="RUN")
+    p.add_argument("--out", help="where to write the HTML (default RUN/report.html, or ./comparison.html)")
+    p.add_argument("--png", metavar="DIR", help="also export every figure as PNG (and the animation as GIF)")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("demo", help="the canonical run: train, analyse, report")
+    p.add_argument("--out", help="run directory (default runs/demo-<time>)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+    except UsageError as err:
+        print(f"grokscope: error: {err}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except (ConfigError, UsageError) as err:
+        print(f"grokscope: error: {err}", file=sys.stderr)
+        return 2
+    except WriteError as err:
+        print(f"grokscope: error: {err}", file=sys.stderr)
+        return 1
+    except RunDirError as err:
+        print(f"grokscope: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("grokscope: interrupted; resume with `grokscope train --resume RUN`", file=sys.stderr)
+        return 130
+    except Exception as err:  # one line for users; the traceback with GROKSCOPE_DEBUG=1
+        if os.environ.get("GROKSCOPE_DEBUG"):
+            raise
+        print(f"grokscope: error: {err.__class__.__name__}: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,340 @@
+"""Run configuration: small frozen dataclasses, one per component, composed into `RunConfig`.
+
+Every key is addressable as `section.field` (the names in docs/DESIGN.md). Values are checked when
+a config is built, so a bad value fails before anything is written, with one line that names the
+field and says what is allowed (`ConfigError`). Unknown keys are errors, never silently dropped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A bad config value. `str(err)` is one line: `field: what is wrong (allowed: ...)`."""
+
+    def __init__(self, key: str, message: str):
+        self.key = key
+        super().__init__(f"{key}: {message}")
+
+
+def is_prime(n: int) -> bool:
+    if n < 2:
+        return False
+    return all(n % d for d in range(2, math.isqrt(n) + 1))
+
+
+# --- the components --------------------------------------------------------------------------
+
+MODULAR_OPS = ("add", "sub", "mul", "div", "x2xyy2", "rand")
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    name: Literal["modular"] = "modular"
+    op: Literal["add", "sub", "mul", "div", "x2xyy2", "rand"] = "add"
+    p: int = 113  # the modulus; Nanda et al. (2023) use 113
+    frac_train: float = 0.3  # share of the p*p pairs used for training
+    data_seed: int = 0  # fixes the train/test split (and the `rand` table)
+    split: Literal["random", "symmetric"] = "random"  # symmetric: (x,y) and (y,x) on the same side
+
+    def check(self) -> None:
+        if self.p < 3:
+            raise ConfigError("task.p", f"must be an integer >= 3 (got {self.p})")
+        if self.p > 4096:
+            raise ConfigError("task.p", f"must be <= 4096 (the p*p table must fit in memory; got {self.p})")
+        if self.op in ("div", "mul") and not is_prime(self.p):
+            raise ConfigError("task.p", f"must be prime for op '{self.op}' (got {self.p})")
+        if not (0.0 < self.frac_train <= 1.0):
+            raise ConfigError("task.frac_train", f"must be in (0, 1] (got {self.frac_train})")
+        if self.data_seed < 0:
+            raise ConfigError("task.data_seed", f"must be >= 0 (got {self.data_seed})")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: Literal["transformer"] = "transformer"
+    n_layers: int = 1
+    d_model: int = 128
+    n_heads: int = 4
+    d_head: int = 32
+    d_mlp: int = 512
+    act_fn: Literal["relu", "gelu"] = "relu"
+    normalization: Optional[Literal["LN"]] = None  # Nanda et al. use no LayerNorm
+    attn_only: bool = False
+    attn_bias: bool = False  # b_Q, b_K, b_V, b_O; the reference model has none
+    unembed_bias: bool = False  # b_U; the reference model has none
+
+    def check(self) -> None:
+        for key in ("n_layers", "d_model", "n_heads", "d_head"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"model.{key}", f"must be an integer >= 1 (got {getattr(self, key)})")
+        if self.n_layers > 16:
+            raise ConfigError("model.n_layers", f"must be <= 16 (got {self.n_layers})")
+        if self.d_mlp < 1 and not self.attn_only:
+            raise ConfigError("model.d_mlp", f"must be >= 1 unless model.attn_only (got {self.d_mlp})")
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    name: Literal["adamw"] = "adamw"
+    lr: float = 1e-3
+    weight_decay: float = 1.0  # strong decay is what makes the canonical run grok (seed 004)
+    betas: tuple[float, float] = (0.9, 0.98)
+    eps: float = 1e-8
+    warmup_steps: int = 10  # linear warm-up lr * min(step / warmup_steps, 1), as the reference code
+
+    def check(self) -> None:
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ConfigError("optim.lr", f"must be a finite number > 0 (got {self.lr})")
+        if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
+            raise ConfigError("optim.weight_decay", f"must be a finite number >= 0 (got {self.weight_decay})")
+        if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
+            raise ConfigError("optim.betas", f"must be two numbers in [0, 1) (got {list(self.betas)})")
+        if not (self.eps > 0):
+            raise ConfigError("optim.eps", f"must be > 0 (got {self.eps})")
+        if self.warmup_steps < 0:
+            raise ConfigError("optim.warmup_steps", f"must be >= 0 (got {self.warmup_steps})")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 40000  # the paper trains 40k epochs: grokking near 10k, clean-up done by ~15k
+    batch_size: Optional[int] = None  # None = full batch (one step per epoch)
+    seed: int = 0  # fixes the initialisation and the minibatch order
+    loss_dtype: Literal["float64", "float32"] = "float64"  # float32 CE causes "slingshot" spikes
+    eval_every: int = 10  # steps between test evaluations (plus log-spaced early steps)
+    checkpoint_every: int = 100  # steps between checkpoints (plus log-spaced early steps)
+    log_spaced: bool = True  # also evaluate / checkpoint at ~log-spaced early steps
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    engine: Literal["auto", "fast", "generic"] = "auto"  # auto picks fast where the model allows
+    on_nonfinite: Literal["stop", "skip"] = "stop"  # NaN/inf loss: stop the run, or skip the step
+    progress: bool = True  # show a progress bar (only when stderr is a terminal)
+
+    def check(self) -> None:
+        if self.epochs < 1:
+            raise ConfigError("train.epochs", f"must be an integer >= 1 (got {self.epochs})")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise ConfigError("train.batch_size", f"must be null (full batch) or an integer >= 1 (got {self.batch_size})")
+        if self.seed < 0:
+            raise ConfigError("train.seed", f"must be >= 0 (got {self.seed})")
+        if self.eval_every < 1:
+            raise ConfigError("train.eval_every", f"must be an integer >= 1 (got {self.eval_every})")
+        if self.checkpoint_every < 1:
+            raise ConfigError("train.checkpoint_every", f"must be an integer >= 1 (got {self.checkpoint_every})")
+        dev = self.device
+        if not (dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit())):
+            raise ConfigError("train.device", f"must be one of auto, cpu, cuda, cuda:N (got {dev!r})")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    task: TaskConfig = field(default_factory=TaskConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    name: Optional[str] = None  # a label for reports; free text (escaped wherever shown)
+
+    def check(self) -> None:
+        for section in SECTIONS:
+            getattr(self, section).check()
+        if self.train.batch_size is not None:
+            n_train = max(1, round(self.task.frac_train * self.task.p**2))
+            if self.train.batch_size > n_train:
+                raise ConfigError("train.batch_size", f"must be <= the {n_train} training examples (got {self.train.batch_size})")
+
+    # -- conversion --------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(json.dumps(dataclasses.asdict(self)))  # tuples -> lists, a plain tree
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "RunConfig":
+        """Build and check a config from a nested dict; missing keys take their defaults."""
+        if not isinstance(data, dict):
+            raise ConfigError("config", f"must be a mapping of sections (got {type(data).__name__})")
+        kwargs: dict[str, Any] = {}
+        for key, value in data.items():
+            if key == "name":
+                kwargs["name"] = None if value is None else str(value)
+            elif key in SECTIONS:
+                kwargs[key] = _build_section(SECTIONS[key], key, value)
+            else:
+                raise ConfigError(str(key), f"unknown key (allowed: {', '.join(ALL_TOP_KEYS)})")
+        cfg = cls(**kwargs)
+        cfg.check()
+        return cfg
+
+    def replace(self, **overrides: Any) -> "RunConfig":
+        """A copy with dotted overrides, e.g. `cfg.replace(**{"optim.lr": 3e-3})`."""
+        return apply_overrides(self, overrides)
+
+
+SECTIONS: dict[str, type] = {"task": TaskConfig, "model": ModelConfig, "optim": OptimConfig, "train": TrainConfig}
+ALL_TOP_KEYS = (*SECTIONS, "name")
+
+
+def _build_section(cls: type, section: str, data: Any) -> Any:
+    if data is None:
+        return cls()
+    if not isinstance(data, dict):
+        raise ConfigError(section, f"must be a mapping (got {type(data).__name__})")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in data.items():
+        if key not in names:
+            raise ConfigError(f"{section}.{key}", f"unknown key (allowed: {', '.join(names)})")
+        kwargs[key] = coerce(f"{section}.{key}", value, hints[key])
+    return cls(**kwargs)
+
+
+def coerce(key: str, value: Any, hint: Any) -> Any:
+    """Check `value` against a type hint, converting strings from the command line where exact."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None or (isinstance(value, str) and value.lower() in ("null", "none", "~")):
+            if type(None) in args:
+                return None
+        inner = [a for a in args if a is not type(None)]
+        if len(inner) == 1:
+            try:
+                return coerce(key, value, inner[0])
+            except ConfigError as err:
+                raise ConfigError(key, str(err).split(": ", 1)[1].replace("(got", "or null (got", 1)) from None
+    if origin is Literal:
+        allowed = ", ".join(str(a) for a in args)
+        if value in args:
+            return value
+        raise ConfigError(key, f"must be one of {allowed} (got {value!r})")
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        raise ConfigError(key, f"must be true or false (got {value!r})")
+    if hint is int:
+        if isinstance(value, bool):
+            raise ConfigError(key, f"must be an integer (got {value!r})")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                pass
+        raise ConfigError(key, f"must be an integer (got {value!r})")
+    if hint is float:
+        if isinstance(value, bool):
+            raise ConfigError(key, f"must be a number (got {value!r})")
+        if isinstance(value, (int, float)):
+            out = float(value)
+        elif isinstance(value, str):
+            try:
+                out = float(value)
+            except ValueError:
+                raise ConfigError(key, f"must be a number (got {value!r})") from None
+        else:
+            raise ConfigError(key, f"must be a number (got {value!r})")
+        if math.isnan(out):
+            raise ConfigError(key, "must be a number, not NaN")
+        return out
+    if hint is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(key, f"must be a string (got {value!r})")
+    if origin is tuple:
+        if isinstance(value, str):
+            value = _parse_scalar(value)
+        if not isinstance(value, (list, tuple)) or len(value) != len(args):
+            raise ConfigError(key, f"must be a list of {len(args)} numbers (got {value!r})")
+        return tuple(coerce(key, v, a) for v, a in zip(value, args))
+    raise ConfigError(key, f"unsupported type {hint}")  # pragma: no cover - a developer error
+
+
+# --- overrides, files, presets ---------------------------------------------------------------
+
+def _parse_scalar(text: str) -> Any:
+    """Parse a command-line value: JSON/YAML scalars and lists; anything else stays a string."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def parse_set(items: list[str]) -> dict[str, Any]:
+    """`["optim.lr=3e-3", "task.op=sub"]` -> {"optim.lr": 3e-3, "task.op": "sub"}."""
+    out = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ConfigError("--set", f"expects key=value, e.g. optim.lr=3e-3 (got {item!r})")
+        out[key.strip()] = _parse_scalar(text) if text != "" else ""
+    return out
+
+
+def apply_overrides(cfg: RunConfig, overrides: dict[str, Any]) -> RunConfig:
+    data = cfg.to_dict()
+    for key, value in overrides.items():
+        if key == "name":
+            data["name"] = value
+            continue
+        section, _, leaf = key.partition(".")
+        if section not in SECTIONS or not leaf:
+            raise ConfigError(key, f"unknown key (sections: {', '.join(ALL_TOP_KEYS)}; e.g. optim.lr)")
+        data[section][leaf] = value
+    return RunConfig.from_dict(data)
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a YAML or JSON config file into a dict (not yet checked)."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise ConfigError("CONFIG", f"cannot read {path}: {err.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        line = getattr(getattr(err, "problem_mark", None), "line", None)
+        where = f" at line {line + 1}" if line is not None else ""
+        raise ConfigError("CONFIG", f"{path} is not valid YAML/JSON{where}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError("CONFIG", f"{path} must hold a mapping of sections (got {type(data).__name__})")
+    if "config" in data and "meta" in data:  # a run directory's config.json
+        data = data["config"]
+    return data
+
+
+def make_config(
+    file: str | Path | None = None, preset: str | None = None, overrides: dict[str, Any] | None = None
+) -> RunConfig:
+    """Compose preset <- file <- overrides, the order the CLI applies them."""
+    from grokscope.presets import get_preset
+
+    cfg = get_preset(preset) if preset else RunConfig()
+    if file is not None:
+        data = load_config_file(file)
+        merged = cfg.to_dict()
+        for key, value in data.items():
+            if key in SECTIONS and isinstance(value, dict) and isinstance(merged.get(key), dict):
+                merged[key].update(value)
+            else:
+                merged[key] = value
+        cfg = RunConfig.from_dict(merged)
+    if overrides:
+        cfg = apply_overrides(cfg, overrides)
+    return cfg

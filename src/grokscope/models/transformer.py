@@ -1,0 +1,236 @@
+"""A small decoder-only transformer in the TransformerLens layout, readable top to bottom.
+
+Parameter names and shapes follow TransformerLens' HookedTransformer (docs/DESIGN.md), so
+`model.state_dict()` keys are `embed.W_E`, `blocks.0.attn.W_Q`, `blocks.0.mlp.W_in`, `unembed.W_U`, ...
+and a Fourier transform of the embedding or an OV circuit is one line. Every activation passes
+through an identity `HookPoint` named as in TransformerLens (`blocks.0.attn.hook_pattern`, ...),
+which `run_with_cache` and `run_with_hooks` use.
+
+Glossary of dimensions: batch, pos, d_model, head, d_head, d_mlp, d_vocab, d_vocab_out.
+
+Initialisation (as the reference code of Nanda et al. 2023, with `n(a, b)` a standard normal tensor):
+  W_E, W_pos, W_Q, W_K, W_V, W_O, W_in, W_out ~ n / sqrt(d_model);  W_U ~ n / sqrt(d_vocab);
+  all biases zero; LayerNorm weights one. Parameters are drawn in `named_parameters()` order from
+  one `torch.Generator` seeded with `train.seed`, so the seed alone fixes the init.
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import contextmanager
+from typing import Callable, Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from grokscope.config import ModelConfig
+
+
+class HookPoint(nn.Module):
+    """Identity on an activation; a place to read or replace it, named by the root module."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.name = ""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x
+
+
+class LayerNorm(nn.Module):
+    def __init__(self, d: int) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.ones(d))
+        self.b = nn.Parameter(torch.zeros(d))
+        self.hook_scale = HookPoint()  # [batch pos 1]
+        self.hook_normalized = HookPoint()  # [batch pos d_model]
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x - x.mean(-1, keepdim=True)
+        scale = self.hook_scale((x.pow(2).mean(-1, keepdim=True) + 1e-5).sqrt())
+        return self.hook_normalized(x / scale) * self.w + self.b
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: ModelConfig, n_ctx: int) -> None:
+        super().__init__()
+        h, d, e = cfg.n_heads, cfg.d_model, cfg.d_head
+        self.W_Q = nn.Parameter(torch.empty(h, d, e))
+        self.W_K = nn.Parameter(torch.empty(h, d, e))
+        self.W_V = nn.Parameter(torch.empty(h, d, e))
+        self.W_O = nn.Parameter(torch.empty(h, e, d))
+        if cfg.attn_bias:
+            self.b_Q = nn.Parameter(torch.zeros(h, e))
+            self.b_K = nn.Parameter(torch.zeros(h, e))
+            self.b_V = nn.Parameter(torch.zeros(h, e))
+            self.b_O = nn.Parameter(torch.zeros(d))
+        self.register_buffer("mask", torch.tril(torch.ones(n_ctx, n_ctx, dtype=torch.bool)), persistent=False)
+        self.scale = 1.0 / math.sqrt(e)
+        self.hook_q, self.hook_k, self.hook_v = HookPoint(), HookPoint(), HookPoint()  # [batch pos head d_head]
+        self.hook_attn_scores = HookPoint()  # [batch head query_pos key_pos]
+        self.hook_pattern = HookPoint()  # [batch head query_pos key_pos]
+        self.hook_z = HookPoint()  # [batch pos head d_head]
+
+    def forward(self, x: Tensor) -> Tensor:  # x: [batch pos d_model]
+        q = self.hook_q(torch.einsum("bpd,hde->bphe", x, self.W_Q) + self._bias("b_Q"))
+        k = self.hook_k(torch.einsum("bpd,hde->bphe", x, self.W_K) + self._bias("b_K"))
+        v = self.hook_v(torch.einsum("bpd,hde->bphe", x, self.W_V) + self._bias("b_V"))
+        scores = torch.einsum("bqhe,bkhe->bhqk", q, k) * self.scale  # [batch head q k]
+        n = x.shape[1]
+        scores = self.hook_attn_scores(scores.masked_fill(~self.mask[:n, :n], float("-inf")))
+        pattern = self.hook_pattern(scores.softmax(dim=-1))
+        z = self.hook_z(torch.einsum("bhqk,bkhe->bqhe", pattern, v))  # [batch pos head d_head]
+        return torch.einsum("bqhe,hed->bqd", z, self.W_O) + self._bias("b_O")
+
+    def _bias(self, name: str) -> Tensor | float:
+        return getattr(self, name, 0.0)
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.W_in = nn.Parameter(torch.empty(cfg.d_model, cfg.d_mlp))
+        self.b_in = nn.Parameter(torch.zeros(cfg.d_mlp))
+        self.W_out = nn.Parameter(torch.empty(cfg.d_mlp, cfg.d_model))
+        self.b_out = nn.Parameter(torch.zeros(cfg.d_model))
+        self.act = F.relu if cfg.act_fn == "relu" else F.gelu
+        self.hook_pre = HookPoint()  # [batch pos d_mlp]
+        self.hook_post = HookPoint()  # [batch pos d_mlp]
+
+    def forward(self, x: Tensor) -> Tensor:
+        pre = self.hook_pre(x @ self.W_in + self.b_in)
+        post = self.hook_post(self.act(pre))
+        return post @ self.W_out + self.b_out
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: ModelConfig, n_ctx: int) -> None:
+        super().__init__()
+        norm = cfg.normalization == "LN"
+        self.ln1 = LayerNorm(cfg.d_model) if norm else nn.Identity()
+        self.attn = Attention(cfg, n_ctx)
+        self.attn_only = cfg.attn_only
+        if not cfg.attn_only:
+            self.ln2 = LayerNorm(cfg.d_model) if norm else nn.Identity()
+            self.mlp = MLP(cfg)
+            self.hook_mlp_out = HookPoint()  # [batch pos d_model]
+            self.hook_resid_mid = HookPoint()
+        self.hook_resid_pre = HookPoint()  # [batch pos d_model]
+        self.hook_attn_out = HookPoint()
+        self.hook_resid_post = HookPoint()
+
+    def forward(self, resid: Tensor) -> Tensor:
+        resid = self.hook_resid_pre(resid)
+        resid = resid + self.hook_attn_out(self.attn(self.ln1(resid)))
+        if self.attn_only:
+            return self.hook_resid_post(resid)
+        resid = self.hook_resid_mid(resid)
+        resid = resid + self.hook_mlp_out(self.mlp(self.ln2(resid)))
+        return self.hook_resid_post(resid)
+
+
+class Embed(nn.Module):
+    def __init__(self, d_vocab: int, d_model: int) -> None:
+        super().__init__()
+        self.W_E = nn.Parameter(torch.empty(d_vocab, d_model))
+
+
+class PosEmbed(nn.Module):
+    def __init__(self, n_ctx: int, d_model: int) -> None:
+        super().__init__()
+        self.W_pos = nn.Parameter(torch.empty(n_ctx, d_model))
+
+
+class Unembed(nn.Module):
+    def __init__(self, d_model: int, d_vocab_out: int, bias: bool) -> None:
+        super().__init__()
+        self.W_U = nn.Parameter(torch.empty(d_model, d_vocab_out))
+        if bias:
+            self.b_U = nn.Parameter(torch.zeros(d_vocab_out))
+
+
+class Transformer(nn.Module):
+    """tokens [batch pos] -> logits [batch pos d_vocab_out]; the task sets the vocabulary and n_ctx."""
+
+    def __init__(self, cfg: ModelConfig, d_vocab: int, d_vocab_out: int, n_ctx: int) -> None:
+        super().__init__()
+        self.cfg, self.d_vocab, self.d_vocab_out, self.n_ctx = cfg, d_vocab, d_vocab_out, n_ctx
+        self.embed = Embed(d_vocab, cfg.d_model)
+        self.pos_embed = PosEmbed(n_ctx, cfg.d_model)
+        self.blocks = nn.ModuleList([Block(cfg, n_ctx) for _ in range(cfg.n_layers)])
+        if cfg.normalization == "LN":
+            self.ln_final = LayerNorm(cfg.d_model)
+        self.unembed = Unembed(cfg.d_model, d_vocab_out, cfg.unembed_bias)
+        self.hook_embed = HookPoint()  # [batch pos d_model]
+        self.hook_pos_embed = HookPoint()
+        for name, module in self.named_modules():
+            if isinstance(module, HookPoint):
+                module.name = name
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        n = tokens.shape[-1]
+        resid = self.hook_embed(self.embed.W_E[tokens]) + self.hook_pos_embed(self.pos_embed.W_pos[:n])
+        for block in self.blocks:
+            resid = block(resid)
+        if hasattr(self, "ln_final"):
+            resid = self.ln_final(resid)
+        logits = resid @ self.unembed.W_U
+        if hasattr(self.unembed, "b_U"):
+            logits = logits + self.unembed.b_U
+        return logits
+
+    # -- initialisation -------------------------------------------------------------------------
+    @torch.no_grad()
+    def init_weights(self, seed: int) -> "Transformer":
+        gen = torch.Generator().manual_seed(seed)
+        for name, param in self.named_parameters():
+            leaf = name.rsplit(".", 1)[-1]
+            if leaf.startswith("b_") or leaf == "b":
+                param.zero_()
+            elif leaf == "w":
+                param.fill_(1.0)
+            else:
+                std = 1 / math.sqrt(self.d_vocab if leaf == "W_U" else self.cfg.d_model)
+                param.copy_(torch.randn(param.shape, generator=gen, dtype=torch.float32) * std)
+        return self
+
+    # -- hooks ----------------------------------------------------------------------------------
+    def hook_points(self) -> dict[str, HookPoint]:
+        return {m.name: m for m in self.modules() if isinstance(m, HookPoint)}
+
+    @contextmanager
+    def hooks(self, fwd_hooks: list[tuple[str, Callable[[Tensor, HookPoint], Tensor | None]]]) -> Iterator[None]:
+        """Temporarily attach `fn(activation, hook) -> new activation or None` at named hook points."""
+        points = self.hook_points()
+        handles = []
+        try:
+            for name, fn in fwd_hooks:
+                if name not in points:
+                    raise KeyError(f"unknown hook point {name!r}")
+                handles.append(points[name].register_forward_hook(lambda mod, inp, out, fn=fn: fn(out, mod)))
+            yield
+        finally:
+            for handle in handles:
+                handle.remove()
+
+    def run_with_hooks(self, tokens: Tensor, fwd_hooks: list) -> Tensor:
+        with self.hooks(fwd_hooks):
+            return self(tokens)
+
+    def run_with_cache(
+        self, tokens: Tensor, names_filter: Callable[[str], bool] | None = None
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """Logits and a dict of every (or every filtered) activation, keyed by TransformerLens name."""
+        cache: dict[str, Tensor] = {}
+
+        def save(act: Tensor, hook: HookPoint) -> None:
+            cache[hook.name] = act.detach()
+
+        names = [n for n in self.hook_points() if names_filter is None or names_filter(n)]
+        logits = self.run_with_hooks(tokens, [(n, save) for n in names])
+        return logits, cache
+
+
+def make_transformer(cfg: ModelConfig, d_vocab: int, d_vocab_out: int, n_ctx: int, seed: int) -> Transformer:
+    return Transformer(cfg, d_vocab, d_vocab_out, n_ctx).init_weights(seed)

@@ -1,0 +1,22 @@
+"""Named configurations. `nanda2023` is the canonical run of seed 004 (Nanda et al., ICLR 2023)."""
+
+from __future__ import annotations
+
+from grokscope.config import ConfigError, RunConfig, apply_overrides
+
+# Each preset is a set of overrides on the defaults, so the defaults stay the single source.
+PRESETS: dict[str, dict] = {
+    # 1-layer transformer, x + y mod 113, 30% of pairs, full-batch AdamW(lr 1e-3, wd 1, betas 0.9/0.98).
+    "nanda2023": {},
+    # A seconds-long run for tests and smoke checks: p = 23 memorises within a few hundred steps.
+    "tiny": {
+        "task.p": 23, "task.frac_train": 0.5, "model.d_model": 32, "model.n_heads": 2, "model.d_head": 16,
+        "model.d_mlp": 64, "optim.lr": 3e-3, "train.epochs": 300, "train.checkpoint_every": 50,
+    },
+}
+
+
+def get_preset(name: str) -> RunConfig:
+    if name not in PRESETS:
+        raise ConfigError("--preset", f"unknown preset {name!r} (allowed: {', '.join(PRESETS)})")
+    return apply_overrides(RunConfig(), PRESETS[name])

@@ -1,0 +1,240 @@
+"""The run directory (docs/DESIGN.md): the only thing training writes and analysis reads.
+
+    RUN/config.json   {"config": resolved RunConfig, "meta": versions, engine, device}
+    RUN/split.json    train and test grid indices
+    RUN/metrics.parquet
+    RUN/checkpoints/step_000000100.safetensors   parameters; metadata: step, sha256
+    RUN/state/step_000000100.safetensors         params + AdamW moments for exact resume
+
+Every write is atomic (temp file + fsync + rename) and nothing is a pickle: tensors are
+safetensors, whose header is JSON, so opening a run directory never executes code. Each
+safetensors file carries the sha256 of its tensors, so truncation or bit rot is detected on load.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import struct
+from pathlib import Path
+
+import pandas as pd
+import torch
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+from grokscope.io import RunDirError, atomic_write_bytes, atomic_write_json, atomic_write_parquet, read_json
+
+STEP_DIGITS = 9
+STATES_KEPT = 2  # the newest state and one fallback in case the newest is damaged
+METRIC_COLUMNS = ("step", "epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr")
+
+
+class CorruptFileError(RunDirError):
+    """A file in a run directory fails its checks (not safetensors, truncated, wrong sha256)."""
+
+
+class RunLockedError(RunDirError):
+    """Another process is writing this run directory."""
+
+
+def step_name(step: int) -> str:
+    return f"step_{step:0{STEP_DIGITS}d}.safetensors"
+
+
+def tensors_sha256(tensors: dict[str, torch.Tensor]) -> str:
+    """sha256 over (name, dtype, shape, bytes) of every tensor, in sorted name order."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def encode_tensors(tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> bytes:
+    tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    return st_save(tensors, metadata={**meta, "sha256": tensors_sha256(tensors)})
+
+
+def _header(data: bytes, path: Path) -> dict:
+    """Parse a safetensors header (8-byte little-endian length + JSON) without trusting the file."""
+    if len(data) < 8:
+        raise CorruptFileError(f"{path} is truncated or empty (not a safetensors file)")
+    (n,) = struct.unpack("<Q", data[:8])
+    if n > len(data) - 8 or n > 100_000_000:
+        raise CorruptFileError(f"{path} is not a valid safetensors file (bad header length; truncated?)")
+    try:
+        header = json.loads(data[8 : 8 + n])
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise CorruptFileError(f"{path} is not a valid safetensors file (header is not JSON)") from None
+    if not isinstance(header, dict):
+        raise CorruptFileError(f"{path} is not a valid safetensors file")
+    return header
+
+
+def decode_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Read and verify a safetensors file; raises CorruptFileError naming the file."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise RunDirError(f"{path} is missing") from None
+    except OSError as err:
+        raise RunDirError(f"cannot read {path}: {err.strerror}") from None
+    meta = _header(data, path).get("__metadata__") or {}
+    try:
+        tensors = st_load(data)
+    except Exception:  # safetensors raises its own error types for malformed bodies
+        raise CorruptFileError(f"{path} is corrupted (safetensors body does not match its header)") from None
+    expected = meta.get("sha256")
+    if expected is None:
+        raise CorruptFileError(f"{path} has no sha256 in its metadata")
+    if tensors_sha256(tensors) != expected:
+        raise CorruptFileError(f"{path} is corrupted (sha256 mismatch)")
+    return tensors, meta
+
+
+class RunStore:
+    """Reads and writes one run directory."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._lock_fd: int | None = None
+
+    # -- layout ---------------------------------------------------------------------------------
+    @property
+    def config_path(self) -> Path:
+        return self.path / "config.json"
+
+    @property
+    def split_path(self) -> Path:
+        return self.path / "split.json"
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / "metrics.parquet"
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.path / "checkpoints"
+
+    @property
+    def state_dir(self) -> Path:
+        return self.path / "state"
+
+    @property
+    def analysis_dir(self) -> Path:
+        return self.path / "analysis"
+
+    def exists(self) -> bool:
+        return self.config_path.is_file()
+
+    # -- lock -----------------------------------------------------------------------------------
+    def acquire_lock(self) -> None:
+        """An exclusive flock on RUN/.lock, released when this process ends (even by SIGKILL)."""
+        import fcntl
+
+        self.path.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            os.close(fd)
+            if err.errno in (errno.EAGAIN, errno.EACCES):
+                raise RunLockedError(f"{self.path} is being written by another process (lock held on {self.path / '.lock'})") from None
+            raise
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._lock_fd = fd
+
+    def release_lock(self) -> None:
+        """Release the lock; a directory that never got its config.json is removed again."""
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+            if not self.exists() and {p.name for p in self.path.iterdir()} <= {".lock"}:
+                (self.path / ".lock").unlink(missing_ok=True)
+                try:
+                    self.path.rmdir()
+                except OSError:
+                    pass
+
+    # -- config and split -----------------------------------------------------------------------
+    def write_config(self, config: dict, meta: dict) -> None:
+        atomic_write_json(self.config_path, {"config": config, "meta": meta})
+
+    def read_config(self) -> tuple[dict, dict]:
+        data = read_json(self.config_path)
+        if not isinstance(data, dict) or not isinstance(data.get("config"), dict):
+            raise RunDirError(f"{self.config_path} does not hold a grokscope run config")
+        return data["config"], data.get("meta") or {}
+
+    def write_split(self, split: dict) -> None:
+        atomic_write_json(self.split_path, split)
+
+    def read_split(self) -> dict:
+        split = read_json(self.split_path)
+        ok = isinstance(split, dict) and all(
+            isinstance(split.get(k), list) and all(isinstance(i, int) and not isinstance(i, bool) for i in split[k])
+            for k in ("train", "test")
+        )
+        if not ok:
+            raise RunDirError(f"{self.split_path} must hold integer lists 'train' and 'test'")
+        return split
+
+    # -- checkpoints ----------------------------------------------------------------------------
+    def checkpoint_path(self, step: int) -> Path:
+        return self.checkpoint_dir / step_name(step)
+
+    def checkpoint_steps(self) -> list[int]:
+        return _steps_in(self.checkpoint_dir)
+
+    def save_checkpoint(self, step: int, params: dict[str, torch.Tensor]) -> None:
+        atomic_write_bytes(self.checkpoint_path(step), encode_tensors(params, {"step": str(step), "format": "grokscope.params.v1"}))
+
+    def load_checkpoint(self, step: int) -> dict[str, torch.Tensor]:
+        tensors, meta = decode_tensors(self.checkpoint_path(step))
+        if meta.get("step") != str(step):
+            raise CorruptFileError(f"{self.checkpoint_path(step)} holds step {meta.get('step')}, not {step}")
+        return tensors
+
+    # -- resumable state ------------------------------------------------------------------------
+    def save_state(self, step: int, tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> None:
+        atomic_write_bytes(self.state_dir / step_name(step), encode_tensors(tensors, {**meta, "step": str(step)}))
+        for old in self.state_steps()[:-STATES_KEPT]:
+            (self.state_dir / step_name(old)).unlink(missing_ok=True)
+
+    def state_steps(self) -> list[int]:
+        return _steps_in(self.state_dir)
+
+    def load_state(self, step: int) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+        return decode_tensors(self.state_dir / step_name(step))
+
+    # -- metrics --------------------------------------------------------------------------------
+    def save_metrics(self, rows: list[dict]) -> None:
+        atomic_write_parquet(self.metrics_path, pd.DataFrame(rows, columns=list(rows[0]) if rows else METRIC_COLUMNS))
+
+    def load_metrics(self) -> pd.DataFrame:
+        if not self.metrics_path.is_file():
+            return pd.DataFrame(columns=METRIC_COLUMNS)
+        try:
+            df = pd.read_parquet(self.metrics_path)
+        except Exception:  # pyarrow raises several error types on damaged files
+            raise CorruptFileError(f"{self.metrics_path} is not a readable parquet file") from None
+        missing = [c for c in METRIC_COLUMNS if c not in df.columns]
+        if missing:
+            raise CorruptFileError(f"{self.metrics_path} lacks columns {missing}")
+        return df
+
+
+def _steps_in(folder: Path) -> list[int]:
+    if not folder.is_dir():
+        return []
+    steps = []
+    for f in folder.iterdir():
+        name = f.name
+        if name.startswith("step_") and name.endswith(".safetensors") and name[5:-12].isdigit():
+            steps.append(int(name[5:-12]))
+    return sorted(steps)
