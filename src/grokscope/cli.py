@@ -61,7 +61,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         from grokscope.runstore import RunStore
 
         raw, _ = RunStore(run).read_config()
-        cfg = RunConfig.from_dict(raw)
+        try:
+            cfg = RunConfig.from_dict(raw)
+        except ConfigError as err:  # a damaged or hand-edited config.json: name the file
+            raise RunDirError(f"{RunStore(run).config_path}: {err}") from None
         path = train(cfg, run, resume=True)
         print(f"resumed and finished: {path}")
         return 0

@@ -100,8 +100,8 @@ class OptimConfig:
             raise ConfigError("optim.weight_decay", f"must be a finite number >= 0 (got {self.weight_decay})")
         if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
             raise ConfigError("optim.betas", f"must be two numbers in [0, 1) (got {list(self.betas)})")
-        if not (self.eps > 0):
-            raise ConfigError("optim.eps", f"must be > 0 (got {self.eps})")
+        if not (self.eps > 0 and math.isfinite(self.eps)):
+            raise ConfigError("optim.eps", f"must be a finite number > 0 (got {self.eps})")
         if self.warmup_steps < 0:
             raise ConfigError("optim.warmup_steps", f"must be >= 0 (got {self.warmup_steps})")
 
@@ -125,8 +125,8 @@ class TrainConfig:
             raise ConfigError("train.epochs", f"must be an integer >= 1 (got {self.epochs})")
         if self.batch_size is not None and self.batch_size < 1:
             raise ConfigError("train.batch_size", f"must be null (full batch) or an integer >= 1 (got {self.batch_size})")
-        if self.seed < 0:
-            raise ConfigError("train.seed", f"must be >= 0 (got {self.seed})")
+        if not (0 <= self.seed < 2**64):  # what torch.Generator.manual_seed accepts
+            raise ConfigError("train.seed", f"must be in 0..2**64-1 (got {self.seed})")
         if self.eval_every < 1:
             raise ConfigError("train.eval_every", f"must be an integer >= 1 (got {self.eval_every})")
         if self.checkpoint_every < 1:
@@ -147,10 +147,22 @@ class RunConfig:
     def check(self) -> None:
         for section in SECTIONS:
             getattr(self, section).check()
+        n_train = max(1, round(self.task.frac_train * self.task.p**2))
         if self.train.batch_size is not None:
-            n_train = max(1, round(self.task.frac_train * self.task.p**2))
             if self.train.batch_size > n_train:
                 raise ConfigError("train.batch_size", f"must be <= the {n_train} training examples (got {self.train.batch_size})")
+        # Absurd sizes fail here, with the field named, not later as an allocation error or a hang.
+        m, d_vocab = self.model, self.task.p + 1
+        n_params = 2 * d_vocab * m.d_model + m.n_layers * (4 * m.n_heads * m.d_model * m.d_head + (0 if m.attn_only else 2 * m.d_model * m.d_mlp))
+        if n_params > MAX_PARAMS:
+            sizes = {"model.d_model": m.d_model / 128, "model.d_mlp": m.d_mlp / 512, "model.n_heads": m.n_heads / 4,
+                     "model.d_head": m.d_head / 32, "model.n_layers": m.n_layers}
+            raise ConfigError(max(sizes, key=sizes.get), f"the model would have ~{n_params:.3g} parameters (max {MAX_PARAMS:.3g}); "
+                              "reduce model.d_model, model.d_mlp, model.n_heads, model.d_head or model.n_layers")
+        steps = self.train.epochs * (1 if self.train.batch_size is None else -(-n_train // self.train.batch_size))
+        for key, every, limit in (("train.eval_every", self.train.eval_every, 10**7), ("train.checkpoint_every", self.train.checkpoint_every, 10**6)):
+            if steps // every > limit:
+                raise ConfigError(key, f"would give {steps // every} {key[6:-6]}s over {steps} steps (max {limit}); raise it or lower train.epochs")
 
     # -- conversion --------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -177,6 +189,8 @@ class RunConfig:
         """A copy with dotted overrides, e.g. `cfg.replace(**{"optim.lr": 3e-3})`."""
         return apply_overrides(self, overrides)
 
+
+MAX_PARAMS = 4 * 10**9  # parameters per model: far beyond grokking scale, well below an allocation failure
 
 SECTIONS: dict[str, type] = {"task": TaskConfig, "model": ModelConfig, "optim": OptimConfig, "train": TrainConfig}
 ALL_TOP_KEYS = (*SECTIONS, "name")

@@ -25,7 +25,7 @@ import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from grokscope.io import RunDirError, atomic_write_bytes, atomic_write_json, atomic_write_parquet, read_json
+from grokscope.io import RunDirError, WriteError, atomic_write_bytes, atomic_write_json, atomic_write_parquet, read_json
 
 STEP_DIGITS = 9
 STATES_KEPT = 2  # the newest state and one fallback in case the newest is damaged
@@ -136,8 +136,11 @@ class RunStore:
         """An exclusive flock on RUN/.lock, released when this process ends (even by SIGKILL)."""
         import fcntl
 
-        self.path.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as err:  # unwritable, read-only, not a directory, disk full: one clear line
+            raise WriteError(f"cannot write the run directory {self.path}: {err.strerror or err}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as err:
@@ -145,16 +148,25 @@ class RunStore:
             if err.errno in (errno.EAGAIN, errno.EACCES):
                 raise RunLockedError(f"{self.path} is being written by another process (lock held on {self.path / '.lock'})") from None
             raise
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
         self._lock_fd = fd
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+        except OSError:
+            pass  # the pid is informational; the flock is what counts (disk full must not stop a resume)
+        # Temp files of the trainer's own writes, left by a killed writer (we hold the lock: nobody writes them now).
+        for folder, pattern in ((self.path, ".config.json.*.tmp"), (self.path, ".split.json.*.tmp"),
+                                (self.path, ".metrics.parquet.*.tmp"), (self.checkpoint_dir, ".*.tmp"), (self.state_dir, ".*.tmp")):
+            for tmp in folder.glob(pattern) if folder.is_dir() else ():
+                tmp.unlink(missing_ok=True)
 
     def release_lock(self) -> None:
         """Release the lock; a directory that never got its config.json is removed again."""
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
-            if not self.exists() and {p.name for p in self.path.iterdir()} <= {".lock"}:
+            if not self.exists() and {p.name for p in self.path.iterdir()} <= {".lock", "split.json"}:
+                self.split_path.unlink(missing_ok=True)  # a start that failed before config.json: no run here
                 (self.path / ".lock").unlink(missing_ok=True)
                 try:
                     self.path.rmdir()

@@ -34,7 +34,7 @@ from grokscope.engine import select_engine
 from grokscope.io import RunDirError
 from grokscope.models import make_model
 from grokscope.optim import FlatAdamW, ParamLayout, lr_at
-from grokscope.runstore import CorruptFileError, RunStore
+from grokscope.runstore import CorruptFileError, RunStore, step_name
 from grokscope.tasks import make_task
 
 log = logging.getLogger(__name__)
@@ -109,6 +109,22 @@ class Callback:
     def on_end(self, state: TrainState) -> None: ...
 
 
+def _start_leftover(name: str) -> bool:
+    """What a start killed before config.json leaves (no run yet): a fresh train may take the directory over."""
+    return name in (".lock", "split.json") or (name.endswith(".tmp") and name.startswith((".split.json.", ".config.json.")))
+
+
+def _check_state(path: Path, tensors: dict, meta: dict, layout: ParamLayout, dtype: torch.dtype) -> None:
+    """A state file that passes its sha256 but does not fit this model is as unusable as a damaged one."""
+    for key in ("param", "exp_avg", "exp_avg_sq"):
+        for name, shape in zip(layout.names, layout.shapes):
+            t = tensors.get(f"{key}.{name}")
+            if t is None or tuple(t.shape) != shape or t.dtype != dtype:
+                raise CorruptFileError(f"{path} does not hold {key}.{name} as {dtype} {list(shape)}")
+    if not str(meta.get("adam_t", "")).isdigit():
+        raise CorruptFileError(f"{path} has no valid adam_t in its metadata")
+
+
 def _padded(index_lists: list[np.ndarray]) -> tuple[Tensor, Tensor]:
     """Stack per-member index arrays of unequal length: [member, n_max] indices and a 0/1 weight mask."""
     n = max(len(a) for a in index_lists)
@@ -151,10 +167,12 @@ class Trainer:
         self._data()
         self.rows: list[list[dict]] = [[] for _ in self.cfgs]
         self.start_step = 0
-        if resume:
-            self._restore()
-        else:
-            self._write_headers()
+        try:
+            self._restore() if resume else self._write_headers()
+        except BaseException:  # disk full, damaged metrics: leave no lock held in this process
+            for store in self.stores:
+                store.release_lock()
+            raise
 
     # -- set-up ---------------------------------------------------------------------------------
     def _prepare_dirs(self, resume: bool) -> None:
@@ -162,7 +180,7 @@ class Trainer:
             if resume:
                 if not store.exists():
                     raise RunDirError(f"cannot resume {store.path}: it holds no run (no config.json)")
-            elif store.path.exists() and any(p.name != ".lock" for p in store.path.iterdir()):
+            elif store.path.is_dir() and any(not _start_leftover(p.name) for p in store.path.iterdir()):
                 raise RunDirError(f"{store.path} already holds files; use --resume to continue it, or choose another --out")
         locked = []
         try:
@@ -222,6 +240,8 @@ class Trainer:
         for step in candidates:
             try:
                 loaded = [s.load_state(step) for s in self.stores]
+                for s, (tensors, meta) in zip(self.stores, loaded):
+                    _check_state(s.state_dir / step_name(step), tensors, meta, self.layout, self.flat.dtype)
             except CorruptFileError as err:
                 log.warning("skipping damaged state: %s", err)
                 continue
@@ -233,6 +253,8 @@ class Trainer:
             for i, store in enumerate(self.stores):
                 metrics = store.load_metrics()
                 self.rows[i] = [r for r in metrics.to_dict("records") if r["step"] < step]
+                if [r["step"] for r in self.rows[i]] != sorted(s for s in self.eval_steps if s < step):
+                    raise CorruptFileError(f"{store.metrics_path} lacks rows before step {step}, the step of the newest usable state")
             self.start_step = step
             log.info("resuming %s from step %d", self.stores[0].path, step)
             return
@@ -319,6 +341,9 @@ class Trainer:
 
     def _checkpoint(self, state: TrainState) -> None:
         """Checkpoint, metrics, then resumable state: a kill between them loses nothing but time."""
+        finite = torch.isfinite(self.flat.detach()).all(dim=1)
+        if not bool(finite.all()):  # e.g. the last update overflowed: no checkpoint ever holds a NaN
+            self._nonfinite(state.step, finite)
         flat = self.flat.detach().cpu()
         m, v = self.opt.exp_avg.cpu(), self.opt.exp_avg_sq.cpu()
         for i, store in enumerate(self.stores):
@@ -335,10 +360,12 @@ class Trainer:
 
     def _nonfinite(self, step: int, active: Tensor) -> None:
         bad = [str(self.stores[i].path) for i in range(self.n_members) if not bool(active[i])]
-        if self.cfgs[0].train.on_nonfinite == "stop":
+        weights = not bool(torch.isfinite(self.flat.detach()).all())  # skipping cannot repair the weights
+        if weights or self.cfgs[0].train.on_nonfinite == "stop":
             last = max((s for s in self.ckpt_steps if s < step), default=0)
-            raise TrainingError(f"non-finite loss at step {step} in {', '.join(bad)}; stopped. The last good checkpoint "
-                                f"is step {last}; set train.on_nonfinite=skip to skip such steps instead")
+            raise TrainingError(f"non-finite {'weights' if weights else 'loss'} at step {step} in {', '.join(bad)}; stopped. "
+                                f"The last good checkpoint is step {last}"
+                                + ("" if weights else "; set train.on_nonfinite=skip to skip such steps instead"))
         log.warning("non-finite loss at step %d in %s: step skipped", step, ", ".join(bad))
 
 

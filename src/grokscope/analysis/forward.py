@@ -1,0 +1,134 @@
+"""Answer-position activations over the whole p x p input grid, from a parameter dict.
+
+`grid_forward(params, cfg, p)` returns, for every pair (x, y) with tokens [x, y, =]:
+logits at the last position [p, p, p], the last MLP layer's post-activations at the last
+position [p, p, d_mlp] (None for attention-only models) and layer 0's attention pattern from the
+"=" query to the three keys [n_heads, p, p, 3].
+
+For the standard 1-layer model without LayerNorm it uses a closed form that never materialises
+the residual stream per pair: with e_i = W_E[tok_i] + W_pos[i],
+
+    pattern[h, x, y, :] = softmax_i(q_h . k_h(e_i) / sqrt(d_head)),  q_h = e_2 W_Q[h] (+ b_Q)
+    attn_out(x, y)      = sum_h sum_i pattern[h, x, y, i] (v_h(e_i) W_O[h]) + b_O
+    pre(x, y)           = (e_2 + b_O) W_in + b_in + sum_{h,i} pattern[h, x, y, i] (v_h(e_i) W_O[h] W_in)
+    logits(x, y)        = (e_2 + attn_out) W_U + act(pre) (W_out W_U) + b_out W_U + b_U
+
+so the only p^2-sized products are pattern-weighted sums and act(pre) @ W_L. Other
+configurations fall back to the plain `Transformer` with `run_with_cache` in batches.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from grokscope.config import ModelConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class GridActs:
+    """Answer-position activations for all p^2 pairs, indexed [x, y, ...] by token."""
+
+    logits: Tensor  # [p, p, d_vocab_out] float32
+    neurons: Tensor | None  # [p, p, d_mlp] post-activation of the last MLP layer
+    pattern: Tensor  # [n_heads, p, p, 3] layer-0 attention from "=" to positions (x, y, =)
+
+
+def closed_form_supported(cfg: ModelConfig) -> bool:
+    return cfg.n_layers == 1 and cfg.normalization is None
+
+
+@torch.no_grad()
+def grid_forward(params: dict[str, Tensor], cfg: ModelConfig, p: int) -> GridActs:
+    if closed_form_supported(cfg):
+        return _closed_form(params, cfg, p)
+    return _generic(params, cfg, p)
+
+
+def _get(params: dict[str, Tensor], name: str) -> Tensor | None:
+    t = params.get(name)
+    return None if t is None else t.float()
+
+
+def _closed_form(params: dict[str, Tensor], cfg: ModelConfig, p: int) -> GridActs:
+    W_E, W_pos = _get(params, "embed.W_E"), _get(params, "pos_embed.W_pos")
+    pre = "blocks.0.attn."
+    W_Q, W_K, W_V, W_O = (_get(params, pre + n) for n in ("W_Q", "W_K", "W_V", "W_O"))
+    b_Q, b_K, b_V, b_O = (_get(params, pre + n) for n in ("b_Q", "b_K", "b_V", "b_O"))
+    W_U, b_U = _get(params, "unembed.W_U"), _get(params, "unembed.b_U")
+    scale = 1.0 / math.sqrt(W_Q.shape[-1])
+
+    e01 = W_E[:p]  # [p, d] token rows 0..p-1
+    e0 = e01 + W_pos[0]
+    e1 = e01 + W_pos[1]
+    e2 = W_E[p] + W_pos[2]  # "=" at position 2
+
+    def proj(e: Tensor, W: Tensor, b: Tensor | None) -> Tensor:  # [..., d] -> [..., h, e]
+        out = torch.einsum("...d,hde->...he", e, W)
+        return out if b is None else out + b
+
+    q = proj(e2, W_Q, b_Q)  # [h, e]
+    s0 = torch.einsum("xhe,he->xh", proj(e0, W_K, b_K), q) * scale  # [p, h]
+    s1 = torch.einsum("yhe,he->yh", proj(e1, W_K, b_K), q) * scale
+    s2 = torch.einsum("he,he->h", proj(e2, W_K, b_K), q) * scale
+    scores = torch.stack(
+        torch.broadcast_tensors(s0[:, None, :], s1[None, :, :], s2[None, None, :]), dim=-1
+    )  # [x, y, h, 3]
+    pat = scores.softmax(-1)
+    ov0 = torch.einsum("xhe,hed->xhd", proj(e0, W_V, b_V), W_O)  # [p, h, d]
+    ov1 = torch.einsum("yhe,hed->yhd", proj(e1, W_V, b_V), W_O)
+    ov2 = torch.einsum("he,hed->hd", proj(e2, W_V, b_V), W_O)  # [h, d]
+    base = e2 if b_O is None else e2 + b_O  # [d]
+
+    def through(M: Tensor) -> Tensor:  # resid_mid(x, y) @ M, for M [d, k] -> [p, p, k]
+        out = torch.einsum("xyh,xhk->xyk", pat[..., 0], torch.einsum("xhd,dk->xhk", ov0, M))
+        out = out + torch.einsum("xyh,yhk->xyk", pat[..., 1], torch.einsum("yhd,dk->yhk", ov1, M))
+        out = out + torch.einsum("xyh,hk->xyk", pat[..., 2], ov2 @ M)
+        return out + base @ M
+
+    logits = through(W_U)
+    neurons = None
+    if not cfg.attn_only:
+        mp = "blocks.0.mlp."
+        W_in, b_in, W_out, b_out = (_get(params, mp + n) for n in ("W_in", "b_in", "W_out", "b_out"))
+        pre_act = through(W_in)
+        if b_in is not None:
+            pre_act = pre_act + b_in
+        neurons = F.relu(pre_act) if cfg.act_fn == "relu" else F.gelu(pre_act)
+        logits = logits + (neurons.reshape(p * p, -1) @ (W_out @ W_U)).reshape(p, p, -1)
+        if b_out is not None:
+            logits = logits + b_out @ W_U
+    if b_U is not None:
+        logits = logits + b_U
+    return GridActs(logits, neurons, pat.permute(2, 0, 1, 3).contiguous())
+
+
+def _generic(params: dict[str, Tensor], cfg: ModelConfig, p: int, batch: int = 4096) -> GridActs:
+    from grokscope.models.transformer import Transformer
+
+    d_vocab, d_out = params["embed.W_E"].shape[0], params["unembed.W_U"].shape[1]
+    model = Transformer(cfg, d_vocab, d_out, 3)
+    model.load_state_dict({k: v.float() for k, v in params.items()}, strict=False)
+    model.eval()
+    grid = torch.arange(p * p)
+    tokens = torch.stack([grid // p, grid % p, torch.full_like(grid, p)], dim=-1)
+    last = f"blocks.{cfg.n_layers - 1}.mlp.hook_post"
+    want = {"blocks.0.attn.hook_pattern", last}
+    logits, neurons, pats = [], [], []
+    for i in range(0, p * p, batch):
+        out, cache = model.run_with_cache(tokens[i : i + batch], names_filter=lambda n: n in want)
+        logits.append(out[:, -1])
+        pats.append(cache["blocks.0.attn.hook_pattern"][:, :, -1, :])  # [b, h, 3]
+        if last in cache:
+            neurons.append(cache[last][:, -1])
+    L = torch.cat(logits).reshape(p, p, -1)
+    N = torch.cat(neurons).reshape(p, p, -1) if neurons else None
+    P = torch.cat(pats).reshape(p, p, -1, 3).permute(2, 0, 1, 3).contiguous()
+    return GridActs(L, N, P)

@@ -1,0 +1,253 @@
+"""Fourier analysis over a cyclic group Z_n, and the group each modular op lives in.
+
+Basis. For a cyclic group of order n the real orthonormal Fourier basis has n rows, indexed by
+position a = 0..n-1:
+
+    row 0            const(a)  = 1 / sqrt(n)
+    row 2k-1         cos_k(a)  = sqrt(2/n) cos(2 pi k a / n)       k = 1 .. floor((n-1)/2)
+    row 2k           sin_k(a)  = sqrt(2/n) sin(2 pi k a / n)
+    row n-1 (n even) nyq(a)    = (-1)^a / sqrt(n)                  k = n/2 (no sine partner)
+
+The *frequency* of a row is k (0 for the constant). There are n_freqs = n // 2 non-zero
+frequencies. `fourier_basis(n)` builds this matrix explicitly; `fourier_1d` / `fourier_2d` give the
+same coefficients through `torch.fft.rfft` (O(n log n) per line), which is what the analysis uses.
+
+Groups. add / sub / x2xyy2 / rand use Z_p with position a = token x. mul / div use the
+multiplicative group of the non-zero residues, which is cyclic of order p - 1: with a primitive root
+g, x = g^a (a discrete logarithm), so x*y = g^(a+b) and x/y = g^(a-b) are additive in a, b and the
+Fourier basis of Z_(p-1) applies. `Group.tokens[a]` is the token at group position a.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+SIGN_OF_OP = {"add": 1, "sub": -1, "mul": 1, "div": -1, "x2xyy2": 1, "rand": 1}
+EXPRESSION_OF_OP = {
+    "add": "x + y", "sub": "x - y", "mul": "log x + log y", "div": "log x - log y",
+    "x2xyy2": "x + y (analysed as add)", "rand": "x + y (analysed as add)",
+}
+
+
+def primitive_root(p: int) -> int:
+    """The smallest generator g of the multiplicative group mod prime p (g^a hits every non-zero residue)."""
+    if p == 2:
+        return 1
+    phi = p - 1
+    factors = [q for q in range(2, phi + 1) if phi % q == 0 and all(q % r for r in range(2, math.isqrt(q) + 1))]
+    for g in range(2, p):
+        if all(pow(g, phi // q, p) != 1 for q in factors):
+            return g
+    raise ValueError(f"no primitive root mod {p} (is p prime?)")
+
+
+@dataclass(frozen=True)
+class Group:
+    """The cyclic group an op is analysed in.
+
+    n: group order (p, or p - 1 for mul/div); tokens[a]: token at group position a (length n);
+    sign: +1 when the answer is at position a + b, -1 when at a - b; generator: g for mul/div.
+    """
+
+    op: str
+    p: int
+    n: int
+    tokens: np.ndarray
+    sign: int
+    generator: int | None
+
+    @property
+    def n_freqs(self) -> int:
+        return self.n // 2
+
+    @property
+    def kind(self) -> str:
+        return "Z_p" if self.generator is None else "Z_(p-1) via discrete log"
+
+    @property
+    def expression(self) -> str:
+        return EXPRESSION_OF_OP.get(self.op, "x + y")
+
+    def position_of_token(self) -> np.ndarray:
+        """[p] group position of each token (-1 for token 0 under mul/div)."""
+        pos = np.full(self.p, -1, dtype=np.int64)
+        pos[self.tokens] = np.arange(self.n)
+        return pos
+
+    def describe(self) -> dict:
+        return {"kind": self.kind, "n": self.n, "generator": self.generator, "sign": self.sign,
+                "expression": self.expression, "n_freqs": self.n_freqs}
+
+
+def group_for(op: str, p: int) -> Group:
+    """Z_p for additive ops (and for x2xyy2 / rand, analysed as add); Z_(p-1) by discrete log for mul/div."""
+    sign = SIGN_OF_OP.get(op, 1)
+    if op in ("mul", "div"):
+        g = primitive_root(p)
+        tokens = np.array([pow(g, a, p) for a in range(p - 1)], dtype=np.int64)
+        return Group(op, p, p - 1, tokens, sign, g)
+    return Group(op, p, p, np.arange(p, dtype=np.int64), sign, None)
+
+
+# --- basis ---------------------------------------------------------------------------------------
+
+def row_frequencies(n: int) -> np.ndarray:
+    """[n] frequency of each basis row: 0, 1, 1, 2, 2, ... (and n/2 for the last row when n is even)."""
+    return np.array([(r + 1) // 2 for r in range(n)], dtype=np.int64)
+
+
+def row_labels(n: int) -> list[str]:
+    labels = ["const"]
+    for k in range(1, (n - 1) // 2 + 1):
+        labels += [f"cos {k}", f"sin {k}"]
+    if n % 2 == 0:
+        labels.append(f"cos {n // 2}")
+    return labels
+
+
+def fourier_basis(n: int, dtype: torch.dtype = torch.float64) -> Tensor:
+    """[n, n] orthonormal real Fourier basis, rows as in the module docstring (explicit cos / sin)."""
+    a = torch.arange(n, dtype=torch.float64)
+    rows = [torch.full((n,), 1 / math.sqrt(n), dtype=torch.float64)]
+    for k in range(1, (n - 1) // 2 + 1):
+        rows.append(math.sqrt(2 / n) * torch.cos(2 * math.pi * k * a / n))
+        rows.append(math.sqrt(2 / n) * torch.sin(2 * math.pi * k * a / n))
+    if n % 2 == 0:
+        rows.append(torch.cos(math.pi * a) / math.sqrt(n))
+    return torch.stack(rows).to(dtype)
+
+
+def fourier_1d(x: Tensor, dim: int = -1) -> Tensor:
+    """Coefficients of `x` along `dim` in the basis of `fourier_basis(n)` (= B @ x along that dim), via rfft.
+
+    With X_k = sum_a x_a exp(-2 pi i k a / n): const = X_0 / sqrt(n), cos_k = sqrt(2/n) Re X_k,
+    sin_k = -sqrt(2/n) Im X_k, nyq = X_(n/2) / sqrt(n).
+    """
+    x = x.movedim(dim, -1)
+    n = x.shape[-1]
+    X = torch.fft.rfft(x, dim=-1)
+    out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+    out[..., 0] = X[..., 0].real / math.sqrt(n)
+    m = (n - 1) // 2
+    if m:
+        scale = math.sqrt(2 / n)
+        out[..., 1 : 2 * m + 1 : 2] = scale * X[..., 1 : m + 1].real
+        out[..., 2 : 2 * m + 1 : 2] = -scale * X[..., 1 : m + 1].imag
+    if n % 2 == 0:
+        out[..., n - 1] = X[..., n // 2].real / math.sqrt(n)
+    return out.movedim(-1, dim)
+
+
+def fourier_2d(x: Tensor) -> Tensor:
+    """Coefficients over the last two dims (the (x, y) grid): B @ x @ B^T, via rfft."""
+    return fourier_1d(fourier_1d(x, -1), -2)
+
+
+def pair_sum(sq: Tensor, dim: int) -> Tensor:
+    """Sum squared coefficients over the rows of each frequency: n rows -> n_freqs + 1 (index = frequency)."""
+    sq = sq.movedim(dim, -1)
+    n = sq.shape[-1]
+    m = (n - 1) // 2
+    parts = [sq[..., :1]]
+    if m:
+        parts.append(sq[..., 1 : 2 * m + 1].reshape(*sq.shape[:-1], m, 2).sum(-1))
+    if n % 2 == 0:
+        parts.append(sq[..., n - 1 :])
+    return torch.cat(parts, dim=-1).movedim(-1, dim)
+
+
+def freq_norms_1d(x: Tensor, dim: int) -> Tensor:
+    """Norm of each frequency's component of `x` along `dim` (over every other dim): [n_freqs + 1]."""
+    coef = fourier_1d(x.double(), dim).movedim(dim, 0)
+    sq = pair_sum(coef.reshape(coef.shape[0], -1).pow(2).sum(-1), 0)
+    return sq.sqrt()
+
+
+def block_energy(x: Tensor) -> Tensor:
+    """[..., F+1, F+1] energy of the 2D Fourier coefficients of x [..., n, n] per (row freq, col freq)."""
+    sq = fourier_2d(x).pow(2)
+    return pair_sum(pair_sum(sq, -1), -2)
+
+
+def block_energy_fft(x: Tensor) -> Tensor:
+    """Same as `block_energy` (up to rounding) straight from the rfft2 power spectrum, in x's dtype.
+
+    With X = rfft2(x) (full length n over rows u, half length over columns v) and Parseval,
+    E[ka, kb] = (1/n^2) sum_{u in +-ka} sum_{v in +-kb} |X_full[u, v]|^2, and
+    |X_full[u, -v]| = |X_full[-u, v]|, so columns 0 < v < n/2 count twice.
+    """
+    n = x.shape[-1]
+    P = torch.fft.rfft2(x).abs().pow(2)  # [..., n, n//2 + 1]
+    w = torch.full((P.shape[-1],), 2.0, dtype=P.dtype, device=P.device)
+    w[0] = 1.0
+    if n % 2 == 0:
+        w[-1] = 1.0
+    P = P * (w / (n * n))
+    m = (n - 1) // 2
+    parts = [P[..., :1, :]]
+    if m:
+        parts.append(P[..., 1 : m + 1, :] + P[..., n - m :, :].flip(-2))
+    if n % 2 == 0:
+        parts.append(P[..., n // 2 : n // 2 + 1, :])
+    return torch.cat(parts, dim=-2)
+
+
+def single_frequency_share(x: Tensor) -> Tensor:
+    """share[..., k] of the (constant-removed) variance of x [..., n, n] in frequency k's block.
+
+    Block k = {1, cos k a, sin k a} x {1, cos k b, sin k b} minus the constant term 1 x 1, i.e. the
+    energies E[k, k] + E[k, 0] + E[0, k] of `block_energy`, divided by the total energy
+    sum_{(u,v) != (0,0)} E[u, v]. Column 0 holds 1 - sum_k share_k: the share outside every
+    single-frequency block (cross-frequency terms). Zero-variance inputs give all zeros.
+    """
+    if not x.is_floating_point():
+        x = x.double()
+    E = block_energy_fft(x).double()  # the constant term E[0, 0] is left out below (= centring)
+    total = E.sum(dim=(-2, -1)) - E[..., 0, 0]
+    diag = torch.diagonal(E, dim1=-2, dim2=-1)
+    block = diag + E[..., :, 0] + E[..., 0, :]
+    block[..., 0] = 0.0
+    ok = total > 1e-10 * (E.sum(dim=(-2, -1)) + 1e-30)
+    safe = torch.where(ok, total, torch.ones_like(total))
+    share = block / safe.unsqueeze(-1)
+    share[..., 0] = 1.0 - share[..., 1:].sum(-1)
+    return torch.where(ok.unsqueeze(-1), share, torch.zeros_like(share))
+
+
+def sum_directions(group: Group, freqs: list[int] | np.ndarray) -> Tensor:
+    """[2 * len(freqs) (fewer at the Nyquist frequency), n, n] unit-norm grid functions
+    cos(w_k (a + s b)), sin(w_k (a + s b)) with w_k = 2 pi k / n and s = group.sign."""
+    n = group.n
+    a = torch.arange(n, dtype=torch.float64)
+    u = a[:, None] + group.sign * a[None, :]
+    out = []
+    for k in freqs:
+        ang = 2 * math.pi * int(k) * u / n
+        for d in (torch.cos(ang), torch.sin(ang)):
+            nrm = d.norm()
+            if nrm > 1e-9:
+                out.append(d / nrm)
+    if not out:
+        return torch.zeros(0, n, n, dtype=torch.float64)
+    return torch.stack(out)
+
+
+def gini(values: np.ndarray | Tensor) -> float:
+    """Gini coefficient of non-negative values x_1..x_m (sorted ascending as x_(1) <= ... <= x_(m)):
+
+        G = sum_i (2 i - m - 1) x_(i) / (m sum_i x_i),   i = 1..m
+
+    0 when all are equal, (m - 1) / m when one value holds everything; 0 for an all-zero vector.
+    """
+    x = np.sort(np.abs(np.asarray(values, dtype=np.float64)).ravel())
+    m = x.size
+    total = x.sum()
+    if m == 0 or total <= 0:
+        return 0.0
+    i = np.arange(1, m + 1)
+    return float(((2 * i - m - 1) * x).sum() / (m * total))

@@ -1,0 +1,61 @@
+"""Reports: one self-contained HTML file per run (or per comparison), readable offline.
+
+    from grokscope.report import write_report, figures
+    write_report(["runs/nanda2023"])                 # -> runs/nanda2023/report.html
+    write_report(["runs/a", "runs/b"], out="cmp.html")
+    figures.embedding_circles("runs/nanda2023")      # any single figure, for a notebook
+
+The report reads the run directory and RUN/analysis/ (written by `grokscope analyze`); it computes
+no analysis itself. See docs/report.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from grokscope.io import atomic_write_text
+from grokscope.report import figures
+from grokscope.report.data import MissingData, RunData, load_run_data
+from grokscope.report.pages import comparison_page, run_page
+
+log = logging.getLogger(__name__)
+
+DEFAULT_COMPARISON = "comparison.html"
+
+
+def write_report(runs: Any, out: str | Path | None = None, png_dir: str | Path | None = None) -> Path:
+    """Write the report and return its path.
+
+    runs: one run (path or Run) or a sequence of them. One run -> RUN/report.html; several -> a
+    comparison report at `out` (default ./comparison.html). png_dir: also write every figure as
+    PNG and the circle-formation animation as GIF (needs matplotlib).
+    """
+    if isinstance(runs, (str, Path)) or not isinstance(runs, Sequence):
+        runs = [runs]
+    if not runs:
+        raise ValueError("write_report needs at least one run")
+    t0 = time.perf_counter()
+    datas = [load_run_data(r) for r in runs]
+    if len(datas) == 1:
+        page, figs = run_page(datas[0])
+        base = datas[0].path or Path(".")
+        path = Path(out) if out is not None else base / "report.html"
+        subtitle = "grokscope report; works offline."
+    else:
+        page, figs = comparison_page(datas)
+        path = Path(out) if out is not None else Path(DEFAULT_COMPARISON)
+        subtitle = "grokscope comparison report; works offline."
+    atomic_write_text(path, page.render(subtitle))
+    log.info("wrote %s (%.1f MB, %d figures) in %.1f s", path, path.stat().st_size / 1e6, page.n_figures,
+             time.perf_counter() - t0)
+    if png_dir is not None:
+        from grokscope.report.static import export_figures
+
+        export_figures(figs, png_dir)
+    return path
+
+
+__all__ = ["write_report", "figures", "load_run_data", "RunData", "MissingData"]

@@ -1,0 +1,181 @@
+"""The two report pages: one run (summary card + every figure) and a comparison of several runs.
+
+A section whose data is absent shows the reason as a note; a figure that fails for any other
+reason is logged and noted too, so one bad file never costs the whole report.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+
+from grokscope.report import figures as F
+from grokscope.report.data import MissingData, RunData
+from grokscope.report.html import Page, esc, frame_table, note, table
+
+log = logging.getLogger(__name__)
+
+# How to read each section (static text; shown under the section title).
+INTROS = {
+    "curves": "Train and test loss on log-log axes, accuracy on a log step axis. Grokking is the late fall of the "
+              "test loss long after the training set is memorised. Bands: memorisation, circuit formation, "
+              "clean-up (phases from the analysis); dashed line: first step with test accuracy >= 0.99.",
+    "progress": "Restricted loss keeps only the key frequencies' directions of the logits; excluded loss removes "
+                "them (train set). Circuit formation shows as excluded loss rising while train loss stays low; "
+                "clean-up as restricted test loss falling before the test loss does. Gini near 1 means the "
+                "weights use few frequencies. Weight norms: click legend entries to show single parameters.",
+    "embed_final": "How much of the embedding W_E lies in each Fourier frequency at the end of training. "
+                   "A generalising network is sparse: a few key frequencies (red) dominate.",
+    "embed_anim": "The same norms over training (press Play or drag the slider): sparsity appears during circuit "
+                  "formation.",
+    "neurons": "Each MLP neuron's activation over (x, y), split by frequency. Left: neurons whose variance lies "
+               "mostly (>= threshold) in one frequency, per frequency. Right: every neuron's share per frequency.",
+    "logits": "Norm of the logits' coefficients in the 2D Fourier basis of (x, y). The trained network "
+              "computes cos(w(x+y-z)) terms, so the weight sits on matching (cos k, cos k) and (sin k, sin k) terms "
+              "of the key frequencies.",
+    "circles": "Each token's embedding projected on the cos and sin directions of a key frequency k. When the "
+               "circuit forms the tokens lie on a circle in the order k*x mod p (grey line).",
+    "attention": "How much the '=' position attends to x (rather than y or itself), per head, for every input.",
+    "activations": "Activations of a few MLP neurons (one per key frequency first) for every input (x, y).",
+}
+
+
+def _fmt(v: Any, spec: str = ".4g") -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, (float, np.floating)):
+        return format(float(v), spec)
+    return str(v)
+
+
+def _flatten(d: dict, prefix: str = "") -> list[tuple[str, Any]]:
+    out = []
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out += _flatten(v, key + ".")
+        else:
+            out.append((key, v))
+    return out
+
+
+def grokking_from_metrics(data: RunData, level: float = 0.99) -> int | None:
+    """First logged step with test_acc >= level: the summary's rule, for runs not analysed yet."""
+    m = data.metrics
+    if m is None or "test_acc" not in m:
+        return None
+    hit = m.loc[m["test_acc"] >= level, "step"]
+    return int(hit.iloc[0]) if len(hit) else None
+
+
+def _epoch_of(data: RunData, step: int | None) -> int | None:
+    m = data.metrics
+    if step is None or m is None or "epoch" not in m:
+        return None
+    row = m.loc[m["step"] == step, "epoch"]
+    return int(row.iloc[0]) if len(row) else None
+
+
+def summary_card(data: RunData) -> str:
+    """The run at a glance: task and config on the left, results on the right."""
+    cfg = data.config
+    task, model, optim, train = (cfg.get(k, {}) for k in ("task", "model", "optim", "train"))
+    s = data.summary or {}
+    group = s.get("group") or {}
+    setup = [
+        ("run", data.name),
+        ("directory", data.path),
+        ("task", f"{task.get('op')} mod {task.get('p')}" + (f"  ({group['expression']})" if group.get("expression") else "")),
+        ("training pairs", f"{task.get('frac_train')} ({task.get('split')} split, data seed {task.get('data_seed')})"),
+        ("model", f"{model.get('n_layers')} layer(s), d_model {model.get('d_model')}, {model.get('n_heads')} heads x "
+                  f"{model.get('d_head')}, d_mlp {model.get('d_mlp')}, {model.get('act_fn')}"),
+        ("optimiser", f"{optim.get('name')} lr {optim.get('lr')}, weight decay {optim.get('weight_decay')}, "
+                      f"betas {optim.get('betas')}"),
+        ("training", f"{train.get('epochs')} epochs, batch {train.get('batch_size') or 'full'}, seed {train.get('seed')}"),
+    ]
+    m = data.metrics
+    results: list[tuple[str, Any]] = []
+    if m is not None and len(m):
+        last = m.iloc[-1]
+        results.append(("last logged step", int(last["step"])))
+        results.append(("final train / test loss", f"{_fmt(last.get('train_loss'))} / {_fmt(last.get('test_loss'))}"))
+        results.append(("final train / test accuracy", f"{_fmt(last.get('train_acc'))} / {_fmt(last.get('test_acc'))}"))
+    grok = s.get("grokking_step") if data.summary else grokking_from_metrics(data)
+    epoch = _epoch_of(data, grok)
+    results.append(("grokking (test acc >= 0.99)", "not reached" if grok is None else
+                    f"step {grok}" + (f" (epoch {epoch})" if epoch is not None and epoch != grok else "")))
+    body_notes = ""
+    if data.summary:
+        ph = s.get("phases") or {}
+        results.append(("phase ends (memorisation / circuit / clean-up)",
+                        " / ".join(_fmt(ph.get(k)) for k in ("memorization_end", "circuit_formation_end", "cleanup_end"))))
+        keys = s.get("key_frequencies") or []
+        results.append(("key frequencies", ", ".join(str(k) for k in keys) if keys else "none (no Fourier structure)"))
+        clusters = s.get("neuron_clusters") or {}
+        if clusters:
+            results.append(("neuron clusters", ", ".join(f"k={k}: {v}" if k != "unclustered" else f"unclustered: {v}"
+                                                         for k, v in clusters.items())))
+        results.append(("single-frequency neurons", _fmt(s.get("frac_neurons_single_frequency"), ".3f")))
+        results.append(("logit fit variance explained", _fmt(s.get("logit_fit_variance_explained"), ".3f")))
+        fin = s.get("final") or {}
+        results.append(("restricted loss train / test", f"{_fmt(fin.get('restricted_loss_train'))} / "
+                                                         f"{_fmt(fin.get('restricted_loss_test'))}"))
+        results.append(("excluded loss (train)", _fmt(fin.get("excluded_loss_train"))))
+    else:
+        body_notes = note(data.missing.get("summary", "no analysis") + " — the sections that need it are left out.")
+    config_rows = table(_flatten(cfg))
+    return (f'<div class="cards"><div>{table(setup)}</div><div>{table(results)}</div></div>{body_notes}'
+            f"<details><summary>full configuration</summary>{config_rows}</details>")
+
+
+def _try_figure(fn: Callable[[], go.Figure], what: str) -> tuple[go.Figure | None, str | None]:
+    """(figure, None) or (None, a note for the reader)."""
+    try:
+        return fn(), None
+    except MissingData as err:
+        return None, str(err)
+    except Exception as err:  # keep the rest of the report
+        log.warning("figure %s failed: %s", what, err, exc_info=True)
+        return None, f"this figure could not be drawn ({err.__class__.__name__}: {err})"
+
+
+def run_page(data: RunData) -> tuple[Page, dict[str, go.Figure]]:
+    """The single-run report page, and its figures by id (for PNG export)."""
+    page = Page(f"grokscope report: {data.name}")
+    page.add("Summary", summary_card(data), anchor="summary")
+    figs: dict[str, go.Figure] = {}
+    for fid, title, fn in F.RUN_FIGURES:
+        fig, why = _try_figure(lambda: fn(data), fid)
+        if fig is not None:
+            figs[fid] = fig
+            body = page.figure_html(fig)
+        else:
+            body = note(why or "no data")
+        page.add(title, body, anchor=fid, intro=esc(INTROS.get(fid, "")))
+    nav = "<nav>" + "".join(f'<a href="#{fid}">{esc(title)}</a>' for fid, title, _ in F.RUN_FIGURES) + "</nav>"
+    page.sections.insert(0, nav)
+    return page, figs
+
+
+def comparison_page(datas: Sequence[RunData]) -> tuple[Page, dict[str, go.Figure]]:
+    """Several runs: headline table, overlaid curves and progress measures."""
+    page = Page(f"grokscope comparison of {len(datas)} runs")
+    df = F.headline_table(datas)
+    df.insert(0, "#", range(1, len(df) + 1))
+    listing = table([(f"{i + 1}: {d.name}", d.path) for i, d in enumerate(datas)])
+    page.add("Runs", listing + frame_table(df), anchor="runs",
+             intro="Headline numbers per run (a dash where a run has not been analysed).")
+    figs: dict[str, go.Figure] = {}
+    for fid, title, fn, intro in [
+        ("compare_curves", "Loss and accuracy", F.compare_curves, INTROS["curves"].split(" Bands:")[0]),
+        ("compare_progress", "Progress measures", F.compare_progress, INTROS["progress"].split(" Weight norms:")[0]),
+    ]:
+        fig, why = _try_figure(lambda: fn(datas), fid)
+        if fig is not None:
+            figs[fid] = fig
+        page.add(title, page.figure_html(fig) if fig is not None else note(why or "no data"), anchor=fid,
+                 intro=esc(intro))
+    return page, figs

@@ -1,0 +1,58 @@
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import grokscope
+from grokscope.cli import main
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def test_train_prints_headline(tmp_path, capsys):
+    assert main(["train", "--preset", "tiny", "--set", "train.epochs=20", "--out", str(tmp_path / "r")]) == 0
+    out = capsys.readouterr().out
+    assert "grokking epoch" in out and str(tmp_path / "r") in out
+
+
+def test_seeds_train_an_ensemble_of_ordinary_runs(tmp_path):
+    assert main(["train", "--preset", "tiny", "--set", "train.epochs=20", "--seeds", "0-2", "--out", str(tmp_path / "e")]) == 0
+    runs = [grokscope.load_run(tmp_path / "e" / f"seed{s}") for s in range(3)]
+    assert [r.config.train.seed for r in runs] == [0, 1, 2]
+    assert all(r.meta["ensemble_size"] == 3 for r in runs)
+    assert runs[0].metrics.train_loss.iloc[-1] != runs[1].metrics.train_loss.iloc[-1]
+
+
+def test_resume_rejects_extra_config(tmp_path, capsys):
+    assert main(["train", "--resume", str(tmp_path), "--set", "optim.lr=1"]) == 2
+    assert "--resume" in capsys.readouterr().err
+
+
+def test_resume_of_missing_run(tmp_path, capsys):
+    assert main(["train", "--resume", str(tmp_path / "nothing")]) == 2
+    err = capsys.readouterr().err
+    assert "config.json" in err and err.count("\n") == 1
+
+
+def test_console_script_exit_code():
+    proc = subprocess.run([sys.executable, "-m", "grokscope.cli", "train", "--set", "task.p=1"], capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.strip().startswith("grokscope: error: task.p:")
+
+
+def test_readme_python_example_runs(tmp_path, monkeypatch):
+    """The README's Python block is executed as written, so it cannot drift from the API."""
+    block = re.search(r"## Python API.*?```python\n(.*?)```", README.read_text(), re.S).group(1)
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(block, "README.md", "exec"), namespace)
+    assert namespace["cache"]["blocks.0.mlp.hook_post"].shape[-1] == 64
+
+
+def test_training_docs_callback_example_runs(tmp_path, monkeypatch):
+    doc = (README.parent / "docs" / "training.md").read_text()
+    block = re.search(r"```python\n(.*?)```", doc, re.S).group(1)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(block, "training.md", "exec"), {})
+    m = grokscope.load_run(tmp_path / "runs" / "tiny-halved").metrics
+    lr = dict(zip(m.step, m.lr))
+    assert lr[10] == 3e-3 and lr[20] == 1.5e-3 and lr[50] == 1.5e-3  # the intervention is in the record

@@ -1,0 +1,114 @@
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+import grokscope
+from grokscope.io import RunDirError
+from grokscope.optim import FlatAdamW, ParamLayout
+from grokscope.trainer import Trainer, schedule
+
+
+def tiny(**overrides):
+    return grokscope.get_preset("tiny").replace(**overrides)
+
+
+def test_tiny_run_memorises_and_writes_the_design_layout(tiny_run):
+    run = grokscope.load_run(tiny_run)
+    m = run.metrics
+    assert m.train_acc.iloc[-1] == 1.0
+    assert list(m.columns[:7]) == ["step", "epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr"]
+    for f in ("config.json", "split.json", "metrics.parquet", "checkpoints", "state"):
+        assert (tiny_run / f).exists()
+    assert run.steps[-1] == 300 and {0, 1, 2, 4, 50, 100} <= set(run.steps)
+    assert run.meta["engine"] in ("fast", "generic") and run.meta["torch_version"] == torch.__version__
+    model = run.checkpoint()
+    tokens = run.task.tokens(run.task.train_idx)
+    acc = (model(tokens)[:, -1].argmax(-1) == run.task.labels(run.task.train_idx)).float().mean()
+    assert acc.item() == 1.0  # the checkpoint is the model whose metrics were logged
+
+
+def test_rand_task_memorises_but_stays_at_chance(tmp_path):
+    path = grokscope.train(tiny(**{"task.op": "rand", "train.epochs": 300}), tmp_path / "r")
+    m = grokscope.load_run(path).metrics
+    assert m.train_acc.iloc[-1] == 1.0
+    assert m.test_acc.iloc[-1] < 3 / 23  # chance is 1/23
+
+
+def test_schedule():
+    s = schedule(1000, 100, True, 2.0)
+    assert {0, 1, 2, 4, 8, 16, 32, 64, 100, 500, 1000} <= s and 3 not in s and 150 not in s
+
+
+def test_flat_adamw_matches_torch_adamw():
+    torch.manual_seed(0)
+    params = {"a": torch.randn(3, 4, dtype=torch.float64), "b": torch.randn(5, dtype=torch.float64)}
+    layout = ParamLayout.from_params(params)
+    flat = layout.flatten(params)[None].clone().requires_grad_(True)
+    ref = [p.clone().requires_grad_(True) for p in params.values()]
+    opt_ref = torch.optim.AdamW(ref, lr=1e-2, weight_decay=0.5, betas=(0.9, 0.98), eps=1e-8)
+    opt = FlatAdamW(flat, (0.9, 0.98), 1e-8)
+    for i in range(20):
+        target = torch.sin(torch.arange(17, dtype=torch.float64) + i)
+        loss_ref = ((torch.cat([p.reshape(-1) for p in ref]) - target) ** 2).sum()
+        opt_ref.zero_grad()
+        loss_ref.backward()
+        opt_ref.step()
+        (g,) = torch.autograd.grad(((flat[0] - target) ** 2).sum(), flat)
+        opt.step(flat, g, torch.tensor([[1e-2]], dtype=torch.float64), torch.tensor([[0.5]], dtype=torch.float64))
+    torch.testing.assert_close(flat[0].detach(), torch.cat([p.detach().reshape(-1) for p in ref]), rtol=1e-12, atol=1e-14)
+
+
+def test_ensemble_members_match_solo_runs(tmp_path):
+    """Members differ in seed, data seed, lr and wd, and each matches training it alone (1e-6 relative, 100 steps)."""
+    base = tiny(**{"train.epochs": 100, "train.eval_every": 10})
+    cfgs = [base.replace(**{"train.seed": 1}), base.replace(**{"train.seed": 2, "task.data_seed": 5, "optim.lr": 1e-3, "optim.weight_decay": 0.3})]
+    members = grokscope.train_ensemble(cfgs, [tmp_path / "m1", tmp_path / "m2"])
+    for cfg, member in zip(cfgs, members):
+        solo = grokscope.train(cfg, tmp_path / f"solo-{member.name}")
+        a, b = grokscope.load_run(member).metrics, grokscope.load_run(solo).metrics
+        assert len(a) == len(b)
+        for col in ("train_loss", "test_loss"):
+            np.testing.assert_allclose(a[col], b[col], rtol=1e-6)
+
+
+def test_minibatch_and_float32_loss_train(tmp_path):
+    path = grokscope.train(tiny(**{"train.batch_size": 64, "train.epochs": 30, "train.loss_dtype": "float32"}), tmp_path / "mb")
+    m = grokscope.load_run(path).metrics
+    steps_per_epoch = int(np.ceil(len(grokscope.load_run(path).task.train_idx) / 64))
+    assert m.step.iloc[-1] == 30 * steps_per_epoch and m.epoch.iloc[-1] == 30
+    assert m.train_loss.iloc[-1] < m.train_loss.iloc[0]
+
+
+def test_existing_run_directory_is_refused(tiny_run):
+    with pytest.raises(RunDirError, match="already holds files"):
+        grokscope.train(tiny(), tiny_run)
+
+
+def _train_cmd(out, *extra):
+    return [sys.executable, "-m", "grokscope.cli", "train", "--preset", "tiny", "--set", "train.epochs=400",
+            "--set", "train.checkpoint_every=20", "--out", str(out), *extra]
+
+
+def test_resume_after_sigkill_is_bit_identical(tmp_path):
+    ref = grokscope.train(tiny(**{"train.epochs": 400, "train.checkpoint_every": 20}), tmp_path / "ref")
+    out = tmp_path / "killed"
+    proc = subprocess.Popen(_train_cmd(out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while time.time() < deadline and proc.poll() is None and len(list(out.glob("state/step_*"))) < 2:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert len(grokscope.load_run(out).steps) < len(grokscope.load_run(ref).steps)  # it really was cut short
+    assert subprocess.run([sys.executable, "-m", "grokscope.cli", "train", "--resume", str(out)], capture_output=True).returncode == 0
+    a, b = grokscope.load_run(out), grokscope.load_run(ref)
+    assert a.metrics.equals(b.metrics)
+    assert a.steps == b.steps
+    for step in a.steps:
+        pa, pb = a.params(step), b.params(step)
+        assert all(torch.equal(pa[k], pb[k]) for k in pb)
