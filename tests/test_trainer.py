@@ -65,9 +65,14 @@ def test_flat_adamw_matches_torch_adamw():
 
 
 def test_ensemble_members_match_solo_runs(tmp_path):
-    """Members differ in seed, data seed, lr and wd, and each matches training it alone (1e-6 relative, 100 steps)."""
-    base = tiny(**{"train.epochs": 100, "train.eval_every": 10})
-    cfgs = [base.replace(**{"train.seed": 1}), base.replace(**{"train.seed": 2, "task.data_seed": 5, "optim.lr": 1e-3, "optim.weight_decay": 0.3})]
+    """Members differ in seed, data seed, lr and wd, and each matches training it alone (1e-6 relative, 100 steps).
+
+    At the canonical lr scale: with tiny's lr 3e-3 the train loss falls to ~1e-2 by step 100, where float32
+    rounding differences (batched vs single matmuls) grow chaotically past 1e-6 (measured: 1e-8 at step 60,
+    3e-3 at step 100), in the same way as between two engines.
+    """
+    base = tiny(**{"train.epochs": 100, "train.eval_every": 10, "optim.lr": 1e-3})
+    cfgs = [base.replace(**{"train.seed": 1}), base.replace(**{"train.seed": 2, "task.data_seed": 5, "optim.lr": 2e-3, "optim.weight_decay": 0.3})]
     members = grokscope.train_ensemble(cfgs, [tmp_path / "m1", tmp_path / "m2"])
     for cfg, member in zip(cfgs, members):
         solo = grokscope.train(cfg, tmp_path / f"solo-{member.name}")

@@ -19,12 +19,16 @@ from typing import Any, Literal, Optional
 import yaml
 
 
+_LINE_BREAKS = {c: repr(chr(c))[1:-1] for c in (10, 11, 12, 13, 28, 29, 30, 133, 0x2028, 0x2029)}  # what splitlines() splits on
+
+
 class ConfigError(ValueError):
     """A bad config value. `str(err)` is one line: `field: what is wrong (allowed: ...)`."""
 
     def __init__(self, key: str, message: str):
         self.key = key
-        super().__init__(f"{key}: {message}")
+        # One line whatever the input: a key or value from a file may hold line breaks.
+        super().__init__(f"{key}: {message}".translate(_LINE_BREAKS))
 
 
 def is_prime(n: int) -> bool:
@@ -318,6 +322,8 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         text = path.read_text()
     except OSError as err:
         raise ConfigError("CONFIG", f"cannot read {path}: {err.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError("CONFIG", f"{path} is not UTF-8 text (expected a YAML or JSON config)") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as err:

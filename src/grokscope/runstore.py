@@ -163,15 +163,16 @@ class RunStore:
     def release_lock(self) -> None:
         """Release the lock; a directory that never got its config.json is removed again."""
         if self._lock_fd is not None:
-            os.close(self._lock_fd)
-            self._lock_fd = None
-            if not self.exists() and {p.name for p in self.path.iterdir()} <= {".lock", "split.json"}:
-                self.split_path.unlink(missing_ok=True)  # a start that failed before config.json: no run here
-                (self.path / ".lock").unlink(missing_ok=True)
-                try:
+            fd, self._lock_fd = self._lock_fd, None
+            try:  # clean up while still holding the lock, so no other process can lock the file being unlinked
+                if not self.exists() and {p.name for p in self.path.iterdir()} <= {".lock", "split.json"}:
+                    self.split_path.unlink(missing_ok=True)  # a start that failed before config.json: no run here
+                    (self.path / ".lock").unlink(missing_ok=True)
                     self.path.rmdir()
-                except OSError:
-                    pass
+            except OSError:
+                pass
+            finally:
+                os.close(fd)
 
     # -- config and split -----------------------------------------------------------------------
     def write_config(self, config: dict, meta: dict) -> None:

@@ -161,7 +161,8 @@ class Trainer:
         flat = torch.stack([self.layout.flatten({k: v.detach() for k, v in p.items()}) for p in inits])
         self.flat = flat.to(self.device).requires_grad_(True)
         self.opt = FlatAdamW(self.flat, cfg.optim.betas, cfg.optim.eps)
-        self.lr = torch.tensor([c.optim.lr for c in self.cfgs], device=self.device, dtype=self.flat.dtype)[:, None]
+        # float64 so the logged lr is the configured number; cast to the parameters' dtype for the update
+        self.lr = torch.tensor([c.optim.lr for c in self.cfgs], device=self.device, dtype=torch.float64)[:, None]
         self.wd = torch.tensor([c.optim.weight_decay for c in self.cfgs], device=self.device, dtype=self.flat.dtype)[:, None]
         self.loss_dtype = torch.float64 if cfg.train.loss_dtype == "float64" else torch.float32
         self._data()
@@ -298,6 +299,8 @@ class Trainer:
                 state = TrainState(step, step // self.steps_per_epoch, params, lr[:, 0])
                 for cb in self.callbacks:
                     cb.on_step_start(state)
+                if self.callbacks:  # fresh views: autograd refuses split() views written in place by a callback
+                    params = state.params = self.layout.views(self.flat)
                 training = step < self.total_steps
                 if training:
                     tokens, labels, mask = self._batch(step)
@@ -314,7 +317,7 @@ class Trainer:
                     self._checkpoint(state)
                 if not training:
                     break
-                self.opt.step(self.flat, grad, state.lr[:, None], self.wd, None if bool(active.all()) else active)
+                self.opt.step(self.flat, grad, state.lr[:, None].to(self.flat.dtype), self.wd, None if bool(active.all()) else active)
                 bar.update(1)
         finally:
             bar.close()
@@ -362,9 +365,9 @@ class Trainer:
         bad = [str(self.stores[i].path) for i in range(self.n_members) if not bool(active[i])]
         weights = not bool(torch.isfinite(self.flat.detach()).all())  # skipping cannot repair the weights
         if weights or self.cfgs[0].train.on_nonfinite == "stop":
-            last = max((s for s in self.ckpt_steps if s < step), default=0)
+            last = max((s for s in self.ckpt_steps if s < step), default=None)
             raise TrainingError(f"non-finite {'weights' if weights else 'loss'} at step {step} in {', '.join(bad)}; stopped. "
-                                f"The last good checkpoint is step {last}"
+                                + (f"The last good checkpoint is step {last}" if last is not None else "No checkpoint was written")
                                 + ("" if weights else "; set train.on_nonfinite=skip to skip such steps instead"))
         log.warning("non-finite loss at step %d in %s: step skipped", step, ", ".join(bad))
 

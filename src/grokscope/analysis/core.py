@@ -24,7 +24,6 @@ from grokscope.analysis.measures import (
     CheckpointAnalyzer,
     KeyRule,
     W_L_cluster_norms,
-    cluster_counts,
     logits_fourier_norm,
     neuron_assignment,
 )
@@ -141,9 +140,23 @@ def analyze(
     max_checkpoints: int | None = None,
     n_show: int = 8,
     progress: Callable[[int, int], None] | None = None,
+    threads: int | None = 1,
 ) -> Analysis:
     """Compute every measure of a run. `threshold` is the neuron single-frequency share; `key_rule`
-    overrides the other key-frequency parameters (its threshold is replaced by `threshold`)."""
+    overrides the other key-frequency parameters (its threshold is replaced by `threshold`).
+    `threads`: torch intra-op threads while analysing (restored after); the default 1 is fastest on
+    a shared CPU, where the passes are memory-bound and extra threads mostly wait (None = leave as is)."""
+    old_threads = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(max(1, int(threads)))
+    try:
+        return _analyze(run_or_path, threshold, key_rule, phase_rule, max_checkpoints, n_show, progress)
+    finally:
+        torch.set_num_threads(old_threads)
+
+
+def _analyze(run_or_path: Any, threshold: float, key_rule: KeyRule | None, phase_rule: PhaseRule,
+             max_checkpoints: int | None, n_show: int, progress: Callable[[int, int], None] | None) -> Analysis:
     t0 = time.perf_counter()
     run = open_run(run_or_path)
     cfg: RunConfig = run.config
@@ -302,7 +315,7 @@ def analyze_run(run_or_path: Any, threshold: float = 0.85, out_dir: str | Path |
                 **kwargs: Any) -> dict:
     """Analyse a run and write RUN/analysis/ (or out_dir); returns the summary dict.
 
-    kwargs go to `analyze` (key_rule, phase_rule, max_checkpoints, n_show, progress).
+    kwargs go to `analyze` (key_rule, phase_rule, max_checkpoints, n_show, progress, threads).
     """
     run = open_run(run_or_path)
     result = analyze(run, threshold=threshold, **kwargs)

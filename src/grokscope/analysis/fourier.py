@@ -219,6 +219,49 @@ def single_frequency_share(x: Tensor) -> Tensor:
     return torch.where(ok.unsqueeze(-1), share, torch.zeros_like(share))
 
 
+def neuron_single_frequency_share(acts: Tensor) -> Tensor:
+    """`single_frequency_share` for activations laid out [n (a), n (b), m] (m neurons), without any
+    2D transform: [m, n_freqs + 1].
+
+    Only four lines of the 2D DFT X[u, v] = sum_{a,b} x[a, b] e^{-2 pi i (u a + v b) / n} are needed,
+    each the 1D DFT of a sum of x along lines of the grid:
+      X[k, 0]  = DFT_k(sum_b x[., b]),   X[0, k] = DFT_k(sum_a x[a, .]),
+      X[k, k]  = DFT_k(S+),  S+[c] = sum_{a + b = c mod n} x[a, b],
+      X[k, -k] = DFT_k(S-),  S-[c] = sum_{a - b = c mod n} x[a, b].
+    By Parseval, E[k, 0] = 2 |X[k, 0]|^2 / n^2, E[0, k] = 2 |X[0, k]|^2 / n^2,
+    E[k, k] = 2 (|X[k, k]|^2 + |X[k, -k]|^2) / n^2 (factor 1 instead of 2 at the Nyquist frequency
+    k = n/2), total = sum x^2 - X[0, 0]^2 / n^2. Cost: a few passes over x.
+    """
+    x = acts if acts.is_floating_point() else acts.double()
+    n, _, m = x.shape
+    F_ = n // 2
+    flat = x.reshape(n * n, m)
+    sumsq = torch.linalg.vector_norm(flat, dim=0).double().pow(2)
+    a = torch.arange(n, device=x.device)
+    plus = ((a[:, None] + a[None, :]) % n).reshape(-1)
+    minus = ((a[:, None] - a[None, :]) % n).reshape(-1)
+    S_plus = torch.zeros(n, m, dtype=x.dtype, device=x.device).index_add_(0, plus, flat)
+    S_minus = torch.zeros(n, m, dtype=x.dtype, device=x.device).index_add_(0, minus, flat)
+    lines = torch.stack([x.sum(1), x.sum(0), S_plus, S_minus]).double()  # [4, n, m]
+    P = torch.fft.rfft(lines, dim=1).abs().pow(2) / (n * n)  # [4, F+1, m]
+    w = torch.full((F_ + 1, 1), 2.0, dtype=torch.float64)
+    w[0] = 1.0
+    if n % 2 == 0:
+        w[-1] = 1.0
+    total = (sumsq - P[0, 0]).clamp_min(0.0)  # P[0, 0] = X[0, 0]^2 / n^2
+    Ea, Eb = (w * P[0])[1:], (w * P[1])[1:]
+    Ekk = (w * (P[2] + P[3]))[1:]
+    if n % 2 == 0:
+        Ekk[-1] = P[2, F_]  # at k = n/2, X[k, k] and X[k, -k] are the same entry
+    block = Ekk + Ea + Eb  # [F, m]
+    ok = total > 1e-6 * (sumsq + 1e-30)  # float32 sums: below this the variance is rounding noise
+    safe = torch.where(ok, total, torch.ones_like(total))
+    share = torch.zeros(m, F_ + 1, dtype=torch.float64)
+    share[:, 1:] = (block / safe).T
+    share[:, 0] = 1.0 - share[:, 1:].sum(-1)
+    return torch.where(ok[:, None], share, torch.zeros_like(share))
+
+
 def sum_directions(group: Group, freqs: list[int] | np.ndarray) -> Tensor:
     """[2 * len(freqs) (fewer at the Nyquist frequency), n, n] unit-norm grid functions
     cos(w_k (a + s b)), sin(w_k (a + s b)) with w_k = 2 pi k / n and s = group.sign."""

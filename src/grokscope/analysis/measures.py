@@ -40,7 +40,6 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from grokscope.analysis.forward import GridActs, grid_forward
@@ -51,8 +50,8 @@ from grokscope.analysis.fourier import (
     freq_norms_1d,
     gini,
     group_for,
+    neuron_single_frequency_share,
     pair_sum,
-    single_frequency_share,
     sum_directions,
 )
 from grokscope.config import ModelConfig
@@ -89,11 +88,21 @@ class KeyFrequencies:
 
 
 def cross_entropy(logits: Tensor, labels: Tensor) -> float:
-    """Mean cross-entropy in float64; NaN for an empty set."""
+    """Mean cross-entropy, exact to float32 rounding even for losses near 1e-9; NaN for an empty set.
+
+    Per row, with d_z = L_z - L_y (the correct class y excluded from the sum) and m = max(0, max_z d_z):
+    CE = m + log(e^-m + sum_{z != y} e^(d_z - m)), evaluated as log1p(sum e^d_z) when m = 0, so tiny
+    losses keep their relative precision (float32 log_softmax would round them to 0).
+    """
     if labels.numel() == 0:
         return float("nan")
-    lp = logits.double().log_softmax(-1)
-    return float(-lp.gather(-1, labels[:, None]).mean())
+    L = logits.float()
+    d = L - L.gather(-1, labels[:, None])
+    d.scatter_(-1, labels[:, None], float("-inf"))
+    m = d.amax(-1).clamp_min(0.0)
+    s = torch.exp(d - m[:, None]).sum(-1)
+    ce = torch.where(m > 0, m + torch.log(torch.exp(-m) + s), torch.log1p(s))
+    return float(ce.double().mean())
 
 
 def accuracy(logits: Tensor, labels: Tensor) -> float:
@@ -192,7 +201,11 @@ class CheckpointAnalyzer:
         return neurons[t][:, t].permute(2, 0, 1)  # [m, n, n]
 
     def neuron_shares(self, neurons: Tensor) -> np.ndarray:
-        return single_frequency_share(self.neuron_grid(neurons)).numpy()
+        """[d_mlp, n_freqs + 1] single-frequency shares (`fourier.neuron_single_frequency_share`)."""
+        if self.group.generator is not None:
+            t = torch.as_tensor(self.group.tokens)
+            neurons = neurons[t][:, t]
+        return neuron_single_frequency_share(neurons).numpy()
 
     def attn_to_x(self, pattern: Tensor) -> Tensor:
         t = torch.as_tensor(self.group.tokens)
@@ -312,7 +325,7 @@ class CheckpointAnalyzer:
         total = 0.0
         sq = {}
         for name, t in params.items():
-            v = float(t.double().pow(2).sum())
+            v = float(torch.linalg.vector_norm(t.double()) ** 2)
             sq[f"sq_norm_{name}"] = v
             total += v
         row["sq_norm_total"] = total

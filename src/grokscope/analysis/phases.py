@@ -12,7 +12,8 @@ Rule (all steps are logged steps; inputs are the metrics columns step, train_acc
   circuit_formation_end = the first logged step >= the interval's start;
   cleanup_end           = the first logged step >= the interval's end.
   No drop (r* <= 0, or y falls by less than min_drop_decades = 0.5 over the interval, or the test
-  loss never falls after memorisation) -> both are None: the run has not grokked (yet).
+  loss never falls after memorisation) -> both are None: the run has not grokked (yet). A drop
+  still under way at the last logged step -> cleanup_end is None (clean-up not finished).
 
 So memorisation = [0, memorization_end], circuit formation = (memorization_end,
 circuit_formation_end] (train loss flat, test loss high while the Fourier circuit grows, seen in the
@@ -98,6 +99,11 @@ def _drop_interval(df: pd.DataFrame, steps: np.ndarray, mem: int | None, rule: P
     r_star = rate[i_star]
     if not (r_star > 0):
         return None, None
+
+    def snap(t: float) -> int:  # the first logged step at or after grid step t
+        j = int(np.searchsorted(steps, t - 1e-9))
+        return int(steps[min(j, steps.size - 1)])
+
     above = rate >= rule.rate_frac * r_star
     lo = i_star
     while lo > idx[0] and above[lo - 1]:
@@ -107,9 +113,6 @@ def _drop_interval(df: pd.DataFrame, steps: np.ndarray, mem: int | None, rule: P
         hi += 1
     if yg[lo] - yg[hi] < rule.min_drop_decades:
         return None, None
-
-    def snap(t: float) -> int:
-        j = int(np.searchsorted(steps, t - 1e-9))
-        return int(steps[min(j, steps.size - 1)])
-
+    if hi == rule.n_grid - 1:  # still falling at the last logged step: clean-up has not ended yet
+        return snap(grid[lo]), None
     return snap(grid[lo]), snap(grid[hi])

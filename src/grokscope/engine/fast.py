@@ -15,14 +15,17 @@ Because sum_j a_j = 1 per head, the attention output is v_2 plus a correction fr
 
 and everything after it is linear up to the MLP activation, so with W_cat = [W_in | W_U]:
 
-    D[h, j, t]   = (v_j(t)[h] - v_2[h]) W_O[h] W_cat                      # [m h 2 V d_mlp+d_vocab_out]
+    D[j, h, t]   = (v_j(t)[h] - v_2[h]) W_O[h] W_cat                      # [m 2 h V d_mlp+d_vocab_out]
     C            = (r + b_O + sum_h v_2[h] W_O[h]) W_cat + [b_in | b_out W_U + b_U]
-    [pre | direct] = C + sum_{h, j<2} a[b, h, j] D[h, j, t_j(b)]          # a weighted sum of 8 rows
+    [pre | direct] = C + sum_{j<2, h} a[b, j, h] D[j, h, t_j(b)]          # a weighted sum of 2H rows
     logits       = direct + act(pre) (W_out W_U)                           # one [d_mlp, d_vocab_out] matmul
 
-The weighted row sum is a sparse [batch, rows] x [rows, width] product with 2 * n_heads + 1 non-zeros
-per example (the last one is C with weight 1); on CPU it runs as an MKL CSR matmul with a hand-written
-backward (`_CsrRowSum`), elsewhere as `F.embedding_bag` with per-sample weights.
+(attn_only: W_cat = W_U and logits = direct.) The weighted row sum is a sparse [batch, rows] x
+[rows, width] product with K = 2 * n_heads + 1 non-zeros per example (the last is C, weight 1):
+`_RowSum` runs it as `F.embedding_bag` forward with a hand-written backward (3x faster on CPU than
+embedding_bag's own). Cost per example: 2H + 1 table rows of width W, plus the
+[d_mlp] x [d_mlp, d_vocab_out] matmul, against [3 positions] x [d_model, d_mlp] x 2 + ... in the plain
+model; the tables themselves cost O(H V d_head W) per step, independent of the batch.
 """
 
 from __future__ import annotations
@@ -35,19 +38,20 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 from grokscope.config import ModelConfig
 
 log = logging.getLogger(__name__)
 
-Gather = Literal["auto", "csr", "bag"]
+Gather = Literal["auto", "custom", "bag"]
 
 
 class _Layout:
-    """Column indices of the weighted row sum for one tokens tensor; the CSR transpose on demand.
+    """Which table rows each example reads, for one tokens tensor; the transposed index on demand.
 
-    Row (member m, example b) reads table rows m * R + (h * 2 + j) * V + t_j(b) for every head h and
-    position j < 2, then row m * R + R - 1 (the constant C), so K = 2 * n_heads + 1 entries per row.
+    Example (member m, example b) reads rows m * R + (j * H + h) * V + t_j(b) for every position
+    j < 2 and head h, then row m * R + R - 1 (the constant C): K = 2 H + 1 entries per example.
     """
 
     def __init__(self, tokens: Tensor, n_heads: int, d_vocab: int) -> None:
@@ -58,65 +62,76 @@ class _Layout:
         self.n = m * b
         self.n_table = m * self.rows_per_member
         member = torch.arange(m, device=dev) * self.rows_per_member  # [member]
-        slot = torch.arange(2 * n_heads, device=dev).view(n_heads, 2) * d_vocab  # [head 2]
-        cols = member.view(m, 1, 1, 1) + slot + tokens[..., None, :2]  # [member batch head 2]
+        slot = (torch.arange(2 * n_heads, device=dev) * d_vocab).view(2, n_heads)  # [2 head]
+        cols = member.view(m, 1, 1, 1) + slot + tokens[..., :2, None]  # [member batch 2 head]
         const = (member + self.rows_per_member - 1).view(m, 1, 1).expand(m, b, 1)
-        self.col = torch.cat([cols.reshape(m, b, 2 * n_heads), const], -1).reshape(-1)  # [member*batch*K]
-        self.crow = torch.arange(0, self.n * self.k + 1, self.k, device=dev)  # [member*batch + 1]
+        self.col = torch.cat([cols.reshape(m, b, 2 * n_heads), const], -1).view(self.n, self.k)  # [n K]
         self._t: tuple[Tensor, Tensor, Tensor] | None = None
+        self._crow: Tensor | None = None
+
+    def crow(self) -> Tensor:
+        """CSR row pointers of the [n, rows] weight matrix (K entries per row)."""
+        if self._crow is None:
+            self._crow = torch.arange(0, self.n * self.k + 1, self.k, device=self.col.device)
+        return self._crow
 
     def transpose(self) -> tuple[Tensor, Tensor, Tensor]:
-        """(order, crow, col) of the transposed matrix: entries sorted by table row (a stable sort)."""
+        """(order, example, offsets): entries sorted by table row, the example of each, bag starts."""
         if self._t is None:
-            order = torch.argsort(self.col, stable=True)
-            crow = torch.zeros(self.n_table + 1, dtype=torch.long, device=self.col.device)
-            crow[1:] = torch.bincount(self.col, minlength=self.n_table).cumsum(0)
-            self._t = (order, crow, torch.div(order, self.k, rounding_mode="floor"))
+            flat = self.col.reshape(-1)
+            order = torch.argsort(flat, stable=True)
+            offsets = torch.zeros(self.n_table, dtype=torch.long, device=flat.device)
+            offsets[1:] = torch.bincount(flat, minlength=self.n_table)[:-1].cumsum(0)
+            self._t = (order, torch.div(order, self.k, rounding_mode="floor"), offsets)
         return self._t
 
 
-def _csr(crow: Tensor, col: Tensor, values: Tensor, shape: tuple[int, int]) -> Tensor:
-    with warnings.catch_warnings():  # "sparse CSR support is in beta" (once per process)
-        warnings.simplefilter("ignore")
-        return torch.sparse_csr_tensor(crow, col, values, shape, check_invariants=False)
+class _RowSum(torch.autograd.Function):
+    """out[n] = sum_k w[n, k] table[col[n, k]] ([n W]) with a backward cheaper than embedding_bag's.
 
-
-class _CsrRowSum(torch.autograd.Function):
-    """out[n] = sum_k values[n, k] table[col[n, k]] as A @ table with A a CSR matrix.
-
-    Backward: d table = A^T @ g (the transpose's structure is cached on the layout) and
-    d values[n, k] = g[n] . table[col[n, k]], i.e. g @ table^T sampled at A's non-zeros.
+    d table[r] = sum_{(n, k): col[n, k] = r} w[n, k] g[n]: an embedding_bag over g with the
+    transposed index (one bag per table row); d w[n, k] = g[n] . table[col[n, k]]: g @ table^T
+    sampled at the non-zeros of the [n, rows] matrix of weights (`torch.sparse.sampled_addmm`).
     """
 
     @staticmethod
-    def forward(ctx, values: Tensor, table: Tensor, layout: _Layout) -> Tensor:  # type: ignore[override]
+    def forward(ctx, w: Tensor, table: Tensor, layout: _Layout) -> Tensor:  # type: ignore[override]
         ctx.layout = layout
-        ctx.save_for_backward(values, table)
-        return _csr(layout.crow, layout.col, values, (layout.n, layout.n_table)) @ table  # [n width]
+        ctx.save_for_backward(w, table)
+        return F.embedding_bag(layout.col, table, per_sample_weights=w, mode="sum")  # [n W]
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, g: Tensor) -> tuple[Tensor | None, Tensor | None, None]:  # type: ignore[override]
-        values, table = ctx.saved_tensors
+        w, table = ctx.saved_tensors
         lay: _Layout = ctx.layout
         g = g.contiguous()
-        d_values = d_table = None
+        d_w = d_table = None
         if ctx.needs_input_grad[1]:
-            order, crow_t, col_t = lay.transpose()
-            d_table = _csr(crow_t, col_t, values[order], (lay.n_table, lay.n)) @ g  # [rows width]
+            order, example, offsets = lay.transpose()
+            d_table = F.embedding_bag(
+                example, g, offsets=offsets, per_sample_weights=w.reshape(-1)[order], mode="sum"
+            )  # [rows W]
         if ctx.needs_input_grad[0]:
-            pattern = _csr(lay.crow, lay.col, torch.zeros_like(values), (lay.n, lay.n_table))
-            d_values = torch.sparse.sampled_addmm(pattern, g, table.t()).values()  # [n*K]
-        return d_values, d_table, None
+            with warnings.catch_warnings():  # "sparse CSR support is in beta" (once per process)
+                warnings.simplefilter("ignore")
+                pattern = torch.sparse_csr_tensor(
+                    lay.crow(), lay.col.reshape(-1), torch.zeros_like(w).reshape(-1), (lay.n, lay.n_table),
+                    check_invariants=False,
+                )
+            d_w = torch.sparse.sampled_addmm(pattern, g, table.t()).values().view(lay.n, lay.k)  # [n K]
+        return d_w, d_table, None
 
 
 class FastEngine:
     """Answer-position logits of a 1-layer, LayerNorm-free transformer on (x, y, =) tokens.
 
-    `gather` picks how the weighted row sum runs: `csr` (MKL sparse matmul, fastest on CPU),
-    `bag` (`F.embedding_bag`), or `auto` = csr on CPU, bag elsewhere. Tokens at position 2 must be
-    the task's "=" token and tokens at positions 0, 1 must lie in [0, d_vocab); both are checked
-    whenever a new tokens tensor is seen (the layout is cached per tokens tensor, so a trainer that
-    passes the same tensor every step pays for the check and the index build once).
+    `gather` picks how the weighted row sum runs: `custom` (`_RowSum`: embedding_bag forward with
+    a transposed-index backward, the fastest measured on CPU), `bag` (plain `F.embedding_bag`
+    autograd), or `auto` (= custom). Tokens at position 2 must be the task's "=" token and tokens
+    at positions 0, 1 must lie in [0, d_vocab); both are checked whenever a new tokens tensor is
+    seen. The index is cached per tokens tensor (by identity and version), so a trainer that passes
+    the same tensor every step builds it, and checks it, once.
     """
 
     name = "fast"
@@ -128,37 +143,33 @@ class FastEngine:
             raise ValueError("FastEngine needs model.normalization = null")
         if getattr(task, "n_ctx", None) != 3 or not hasattr(task, "eq_token"):
             raise ValueError("FastEngine needs an (x, y, =) task with n_ctx 3 and an eq_token")
-        if gather not in ("auto", "csr", "bag"):
-            raise ValueError(f"gather must be auto, csr or bag (got {gather!r})")
+        if gather not in ("auto", "custom", "bag"):
+            raise ValueError(f"gather must be auto, custom or bag (got {gather!r})")
         self.cfg = model_cfg
         self.eq = int(task.eq_token)
         self.d_vocab = int(task.d_vocab)
         self.act = F.relu if model_cfg.act_fn == "relu" else F.gelu
         self.scale = 1.0 / math.sqrt(model_cfg.d_head)
         self.gather = gather
-        self._layouts: list[tuple[Tensor, int, int, _Layout]] = []  # (tokens, version, member, layout)
+        self._layouts: list[tuple[Tensor, tuple[int, int, int], _Layout]] = []  # most recent first
 
     # -- the engine contract ----------------------------------------------------------------------
     def logits(self, params: dict[str, Tensor], tokens: Tensor) -> Tensor:
         """params: {name: [member, *shape]}, tokens: [member batch 3] -> [member batch d_vocab_out]."""
-        W_E = params["embed.W_E"]  # [m V d]
-        m, V, d = W_E.shape
-        if tokens.shape[0] != m:
+        m = params["embed.W_E"].shape[0]
+        H = params["blocks.0.attn.W_Q"].shape[1]
+        layout = self._layout(tokens, m, H)  # cached per tokens tensor
+        if tokens.shape[0] != m:  # one token set shared by every member
             tokens = tokens.expand(m, -1, -1)
         B = tokens.shape[1]
         r, q = self._query(params)  # [m d], [m h e]
-        table, H = self._table(params, r)  # [m*R W]
-        scores = self._scores(params, q, tokens)  # [m B h 3]
-        a = scores.softmax(-1)  # [m B h 3]
-        ones = a.new_ones(m, B, 1)
-        values = torch.cat([a[..., :2].reshape(m, B, 2 * H), ones], -1).reshape(-1)  # [m*B*K]
-        layout = self._layout(tokens, H)
-        if self._use_csr(table):
-            out = _CsrRowSum.apply(values, table, layout)  # [m*B W]
+        table = self._table(params, r)  # [m*R W]
+        a = self._scores(params, q, tokens).softmax(2)  # [m B 3 h]
+        w = torch.cat([a[:, :, :2].reshape(m, B, 2 * H), a.new_ones(m, B, 1)], -1).view(m * B, 2 * H + 1)
+        if self.gather == "bag":
+            out = F.embedding_bag(layout.col, table, per_sample_weights=w, mode="sum")  # [m*B W]
         else:
-            out = F.embedding_bag(
-                layout.col.view(layout.n, layout.k), table, per_sample_weights=values.view(layout.n, layout.k), mode="sum"
-            )
+            out = _RowSum.apply(w, table, layout)  # [m*B W]
         out = out.view(m, B, -1)  # [m B W]
         if self.cfg.attn_only:
             return out
@@ -177,22 +188,22 @@ class FastEngine:
         return r, q * self.scale
 
     def _scores(self, params: dict[str, Tensor], q: Tensor, tokens: Tensor) -> Tensor:
-        """Attention scores of the answer position on keys 0, 1, 2: [m B h 3]."""
+        """Attention scores of the answer position on keys 0, 1, 2: [m B 3 h]."""
         W_E, W_pos, W_K = params["embed.W_E"], params["pos_embed.W_pos"], params["blocks.0.attn.W_K"]
         m, V, _ = W_E.shape
-        u = torch.einsum("mhde,mhe->mdh", W_K, q)  # [m d h]: q . k = e . (W_K q)
+        u = torch.einsum("mhde,mhe->mdh", W_K, q)  # [m d h]: q . k_j(t) = e_j(t) . (W_K q)
         s_tok = torch.bmm(W_E, u)  # [m V h]
         s_pos = torch.bmm(W_pos, u)  # [m 3 h]
         b_K = params.get("blocks.0.attn.b_K")
-        if b_K is not None:
+        if b_K is not None:  # the same for every key, so softmax ignores it; kept for exactness
             s_pos = s_pos + torch.einsum("mhe,mhe->mh", b_K, q)[:, None]
         idx = tokens[..., :2] + (torch.arange(m, device=tokens.device) * V).view(m, 1, 1)  # [m B 2]
         s01 = F.embedding(idx, s_tok.reshape(m * V, -1)) + s_pos[:, None, :2]  # [m B 2 h]
         s2 = (s_tok[:, self.eq] + s_pos[:, 2])[:, None, None]  # [m 1 1 h]
-        return torch.cat([s01, s2.expand(m, tokens.shape[1], 1, -1)], 2).transpose(2, 3)  # [m B h 3]
+        return torch.cat([s01, s2.expand(m, tokens.shape[1], 1, -1)], 2)  # [m B 3 h]
 
-    def _table(self, params: dict[str, Tensor], r: Tensor) -> tuple[Tensor, int]:
-        """Rows D[h, j, t] and C of the weighted row sum: [m * (2 h V + 1), W], and n_heads."""
+    def _table(self, params: dict[str, Tensor], r: Tensor) -> Tensor:
+        """Rows D[j, h, t] (position j < 2, head h, token t) then C: [m * (2 H V + 1), W]."""
         W_E, W_pos = params["embed.W_E"], params["pos_embed.W_pos"]
         W_V, W_O = params["blocks.0.attn.W_V"], params["blocks.0.attn.W_O"]
         m, V, d = W_E.shape
@@ -200,8 +211,7 @@ class FastEngine:
         W_U = params["unembed.W_U"]  # [m d d_vocab_out]
         b_U = params.get("unembed.b_U")
         if self.cfg.attn_only:
-            W_cat = W_U  # [m d W]
-            bias = b_U
+            W_cat, bias = W_U, b_U  # [m d W]
         else:
             W_cat = torch.cat([params["blocks.0.mlp.W_in"], W_U], -1)  # [m d W]
             b_dir = torch.einsum("md,mdv->mv", params["blocks.0.mlp.b_out"], W_U)  # [m d_vocab_out]
@@ -210,41 +220,41 @@ class FastEngine:
             bias = torch.cat([params["blocks.0.mlp.b_in"], b_dir], -1)  # [m W]
         W = W_cat.shape[-1]
         v_tok = torch.einsum("mvd,mhde->mhve", W_E, W_V)  # [m h V e]
-        v_pos = torch.einsum("mjd,mhde->mhje", W_pos, W_V)  # [m h 3 e]
-        # v_j(t) - v_2(=): b_V cancels                                           # [m h 2 e]
-        delta = v_pos[:, :, :2] - v_pos[:, :, 2:] - v_tok[:, :, self.eq, None]
-        dv = v_tok[:, :, None] + delta[:, :, :, None]  # [m h 2 V e]
-        W_OC = torch.bmm(W_O.reshape(m, H * e, d), W_cat).view(m * H, e, W)  # [m*h e W]
-        D = torch.bmm(dv.reshape(m * H, 2 * V, e), W_OC)  # [m*h 2V W]
-        v2 = v_tok[:, :, self.eq] + v_pos[:, :, 2]  # [m h e]
+        v_pos = torch.einsum("mjd,mhde->mjhe", W_pos, W_V)  # [m 3 h e]
+        v_eq = v_tok[:, :, self.eq] + v_pos[:, 2]  # [m h e]: v_2 without b_V
+        dv = v_tok[:, None] + (v_pos[:, :2] - v_eq[:, None])[:, :, :, None]  # [m 2 h V e]: v_j(t) - v_2, b_V cancels
+        W_OC = torch.bmm(W_O.reshape(m, H * e, d), W_cat).view(m, 1, H, e, W)  # [m 1 h e W]
+        W_OC = W_OC.expand(m, 2, H, e, W).reshape(m * 2 * H, e, W)
+        D = torch.bmm(dv.reshape(m * 2 * H, V, e), W_OC)  # [m*2*h V W]
         b_V = params.get("blocks.0.attn.b_V")
-        if b_V is not None:
-            v2 = v2 + b_V
-        resid = r + torch.einsum("mhe,mhed->md", v2, W_O)  # [m d]
+        v2 = v_eq if b_V is None else v_eq + b_V  # [m h e]
+        resid = r + torch.einsum("mhe,mhed->md", v2, W_O)  # [m d]: r + all attention on position 2
         b_O = params.get("blocks.0.attn.b_O")
         if b_O is not None:
             resid = resid + b_O
         C = torch.bmm(resid[:, None], W_cat)  # [m 1 W]
         if bias is not None:
             C = C + bias[:, None]
-        table = torch.cat([D.view(m, H * 2 * V, W), C], 1)  # [m R W]
-        return table.view(-1, W), H
+        return torch.cat([D.view(m, 2 * H * V, W), C], 1).view(-1, W)  # [m*R W]
 
-    def _layout(self, tokens: Tensor, n_heads: int) -> _Layout:
-        m = tokens.shape[0]
-        for i, (tok, version, mm, lay) in enumerate(self._layouts):
-            if tok is tokens and version == tokens._version and mm == m:
+    def _layout(self, tokens: Tensor, m: int, n_heads: int) -> _Layout:
+        key = (tokens._version, m, n_heads)
+        for i, (tok, k, lay) in enumerate(self._layouts):
+            if tok is tokens and k == key:
                 if i:
                     self._layouts.insert(0, self._layouts.pop(i))
                 return lay
-        self._check_tokens(tokens)
-        lay = _Layout(tokens, n_heads, self.d_vocab)
-        self._layouts = [(tokens, tokens._version, m, lay)] + self._layouts[:3]
+        self._check_tokens(tokens, m)
+        lay = _Layout(tokens.expand(m, -1, -1), n_heads, self.d_vocab)
+        log.debug("fast engine: new index for %d members x %d examples", m, tokens.shape[1])
+        self._layouts = [(tokens, key, lay)] + self._layouts[:3]  # holding `tokens` keeps its identity unique
         return lay
 
-    def _check_tokens(self, tokens: Tensor) -> None:
-        if tokens.dim() != 3 or tokens.shape[-1] != 3:
-            raise ValueError(f"tokens must be [member batch 3] (got {tuple(tokens.shape)})")
+    def _check_tokens(self, tokens: Tensor, m: int) -> None:
+        if tokens.dim() != 3 or tokens.shape[-1] != 3 or tokens.shape[0] not in (1, m):
+            raise ValueError(f"tokens must be [member batch 3] with member 1 or {m} (got {tuple(tokens.shape)})")
+        if tokens.dtype != torch.long:
+            raise ValueError(f"tokens must be a LongTensor (got {tokens.dtype})")
         bad_eq = (tokens[..., 2] != self.eq).any()
         bad_range = ((tokens[..., :2] < 0) | (tokens[..., :2] >= self.d_vocab)).any()
         if tokens.device.type == "cpu":
@@ -254,8 +264,3 @@ class FastEngine:
                 raise ValueError(f"FastEngine: tokens at positions 0, 1 must lie in [0, {self.d_vocab})")
         else:  # no host sync on accelerators
             torch._assert_async(~(bad_eq | bad_range), "FastEngine: bad tokens (position 2 must be '=')")
-
-    def _use_csr(self, table: Tensor) -> bool:
-        if self.gather == "auto":
-            return table.device.type == "cpu"
-        return self.gather == "csr"

@@ -14,6 +14,7 @@ animations use at most `max_frames` checkpoints, so a report stays small.
 
 from __future__ import annotations
 
+import html
 from typing import Any, Sequence
 
 import numpy as np
@@ -91,7 +92,7 @@ def _shade_phases(fig: go.Figure, phases: dict | None, x_min: float, n_axes: int
             fig.add_shape(type="rect", xref=f"x{suffix}", yref=f"y{suffix} domain", x0=start, x1=end, y0=0, y1=1,
                           fillcolor=color, line_width=0, layer="below")
         fig.add_annotation(xref="x", yref="y domain", x=np.log10(np.sqrt(start * end)) if fig.layout.xaxis.type == "log"
-                           else (start + end) / 2, y=1.0, yanchor="bottom", text=label, showarrow=False,
+                           else (start + end) / 2, y=0.99, yanchor="top", text=label, showarrow=False,
                            font=dict(size=10, color="#555"))
         start = end
 
@@ -119,7 +120,9 @@ def _animate(fig: go.Figure, frames: list[go.Frame], steps: list[int]) -> go.Fig
                           buttons=[dict(label="Play", method="animate", args=[None, play]),
                                    dict(label="Pause", method="animate", args=[[None], pause])])],
         sliders=[dict(active=len(steps) - 1, x=0.12, y=-0.08, len=0.88, xanchor="left", yanchor="top",
-                      currentvalue=dict(prefix="step "), pad=dict(t=0),
+                      # tick labels hidden (dozens would overlap); the current step shows above the slider
+                      currentvalue=dict(prefix="step ", font=dict(size=12, color="#333")), pad=dict(t=0),
+                      font=dict(color="rgba(0,0,0,0)"),
                       steps=[dict(label=str(s), method="animate",
                                   args=[[str(s)], dict(frame=dict(duration=0, redraw=True), mode="immediate",
                                                        transition=dict(duration=0))]) for s in steps])],
@@ -136,6 +139,13 @@ def _layout(fig: go.Figure, title: str, height: int = 420, **kw: Any) -> go.Figu
 def _grid(n: int, max_cols: int = 4) -> tuple[int, int]:
     cols = min(n, max_cols)
     return (n + cols - 1) // cols, cols
+
+
+def _hide_unused(fig: go.Figure, used: int, rows: int, cols: int) -> None:
+    """Hide the empty cells at the end of a subplot grid."""
+    for a in range(used, rows * cols):
+        fig.layout[f"xaxis{a + 1}"].update(visible=False)
+        fig.layout[f"yaxis{a + 1}"].update(visible=False)
 
 
 def _axis_names(data: RunData | None) -> tuple[str, str]:
@@ -333,8 +343,8 @@ def logit_spectrum(src: Any, key_frequencies: Sequence[int] | None = None) -> go
     fig = go.Figure(go.Heatmap(z=_f32(z), colorscale="Blues", colorbar=dict(title="norm"),
                                hovertemplate="row %{y}, col %{x}: %{z:.3g}<extra></extra>"))
     ax = dict(tickmode="array", tickvals=tickvals, ticktext=ticktext)
-    fig.update_xaxes(title_text="basis function of y", **ax)
-    fig.update_yaxes(title_text="basis function of x", autorange="reversed", scaleanchor="x", **ax)
+    fig.update_xaxes(title_text="basis function of y", constrain="domain", tickangle=-45, **ax)
+    fig.update_yaxes(title_text="basis function of x", autorange="reversed", scaleanchor="x", constrain="domain", **ax)
     return _layout(fig, "2D Fourier spectrum of the logits (norm over outputs)", height=560)
 
 
@@ -369,30 +379,36 @@ def embedding_circles(src: Any, max_frames: int = MAX_FRAMES, group_tokens: np.n
     lim = float(np.abs(df[["cos", "sin"]].to_numpy()).max()) * 1.1 or 1.0
     grouped = {key: g.set_index("token").reindex(tokens) for key, g in df.groupby(["step", "freq"])}
 
-    def traces(s: int) -> list[go.Scatter]:
+    rings = {k: [i for i in np.argsort((k * pos) % n, kind="stable") if pos[i] >= 0] for k in freqs}
+
+    def traces(s: int, style: bool) -> list[go.Scatter]:
+        """Two traces per frequency (ring line, token markers); frames carry only x and y (style=False)."""
         out = []
         for k in freqs:
             g = grouped.get((s, k))
-            xy = g[["cos", "sin"]].to_numpy(np.float32) if g is not None else np.full((len(tokens), 2), np.nan, np.float32)
-            ring = [i for i in np.argsort((k * pos) % n, kind="stable") if pos[i] >= 0]
-            ring = ring + ring[:1]
-            out.append(go.Scatter(x=xy[ring, 0], y=xy[ring, 1], mode="lines", line=dict(color="#c0c0c0", width=1),
-                                  hoverinfo="skip", showlegend=False))
-            out.append(go.Scatter(x=xy[:, 0], y=xy[:, 1], mode="markers", showlegend=False,
-                                  marker=dict(size=6, color=np.where(pos >= 0, pos, 0).astype(np.int32),
-                                              colorscale="Twilight", cmin=0, cmax=max(n - 1, 1)),
-                                  customdata=tokens.astype(np.int32), hovertemplate="token %{customdata}<extra></extra>"))
+            xy = (g[["cos", "sin"]].to_numpy(np.float32) if g is not None
+                  else np.full((len(tokens), 2), np.nan, np.float32))
+            ring = rings[k] + rings[k][:1]
+            line, dots = go.Scatter(x=xy[ring, 0], y=xy[ring, 1]), go.Scatter(x=xy[:, 0], y=xy[:, 1])
+            if style:
+                line.update(mode="lines", line=dict(color="#c0c0c0", width=1), hoverinfo="skip", showlegend=False)
+                dots.update(mode="markers", showlegend=False,
+                            marker=dict(size=6, color=np.where(pos >= 0, pos, 0).astype(np.int32),
+                                        colorscale="Twilight", cmin=0, cmax=max(n - 1, 1)),
+                            customdata=tokens.astype(np.int32), hovertemplate="token %{customdata}<extra></extra>")
+            out += [line, dots]
         return out
 
-    for i, tr in enumerate(traces(steps[-1])):
+    for i, tr in enumerate(traces(steps[-1], style=True)):
         j = i // 2
         fig.add_trace(tr, row=j // cols + 1, col=j % cols + 1)
-    frames = [go.Frame(data=traces(s), name=str(s)) for s in steps]
+    frames = [go.Frame(data=traces(s, style=False), name=str(s)) for s in steps]
     fig.update_xaxes(range=[-lim, lim], showticklabels=False, zeroline=True)
     fig.update_yaxes(range=[-lim, lim], showticklabels=False, zeroline=True)
     for a in range(len(freqs)):
         suffix = "" if a == 0 else str(a + 1)
         fig.layout[f"yaxis{suffix}"].update(scaleanchor=f"x{suffix}", scaleratio=1)
+    _hide_unused(fig, len(freqs), rows, cols)
     _layout(fig, "The embedding's circles in each key-frequency plane", height=260 * rows + 170,
             margin=dict(l=30, r=20, t=70, b=110))
     return _animate(fig, frames, steps)
@@ -402,16 +418,22 @@ def embedding_circles(src: Any, max_frames: int = MAX_FRAMES, group_tokens: np.n
 
 def _grid_heatmaps(arr: np.ndarray, titles: list[str], title: str, data: RunData | None, zmin: float | None,
                    zmax: float | None, colorscale: str) -> go.Figure:
+    """Heatmaps over (x, y), 4 per row, square; one colour bar only when the scale is shared (zmin, zmax)."""
     rows, cols = _grid(len(arr), 4)
     fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles, horizontal_spacing=0.04, vertical_spacing=0.1)
     xname, yname = _axis_names(data)
     for i, z in enumerate(arr):
-        fig.add_trace(go.Heatmap(z=_f32(z), colorscale=colorscale, zmin=zmin, zmax=zmax, showscale=(i == 0),
-                                 coloraxis=None,
+        fig.add_trace(go.Heatmap(z=_f32(z), colorscale=colorscale, zmin=zmin, zmax=zmax,
+                                 showscale=(i == 0 and zmax is not None),
                                  hovertemplate=f"{xname}=%{{y}}, {yname}=%{{x}}: %{{z:.3g}}<extra></extra>"),
                       row=i // cols + 1, col=i % cols + 1)
     fig.update_xaxes(showticklabels=False)
     fig.update_yaxes(showticklabels=False, autorange="reversed")
+    for a in range(len(arr)):
+        suffix = "" if a == 0 else str(a + 1)
+        fig.layout[f"yaxis{suffix}"].update(scaleanchor=f"x{suffix}", constrain="domain")
+        fig.layout[f"xaxis{suffix}"].update(constrain="domain")
+    _hide_unused(fig, len(arr), rows, cols)
     fig.update_xaxes(title_text=yname, row=rows, col=1)
     fig.update_yaxes(title_text=xname, row=rows, col=1)
     return _layout(fig, title, height=250 * rows + 110)
@@ -443,7 +465,8 @@ def neuron_activations(src: Any, index: Sequence[int] | None = None, clusters: n
     for i in idx:
         k = int(clusters[i]) if clusters is not None and i < len(clusters) else 0
         titles.append(f"neuron {i}" + (f" (k={k})" if k > 0 else ""))
-    return _grid_heatmaps(arr, titles, "MLP neuron activations over (x, y)", data, None, None, "RdBu_r")
+    return _grid_heatmaps(arr, titles, "MLP neuron activations over (x, y), each on its own colour scale", data,
+                          None, None, "Viridis")
 
 
 # --- several runs --------------------------------------------------------------------------------
@@ -459,11 +482,12 @@ def compare_curves(runs: Sequence[Any]) -> go.Figure:
         m = _positive_steps(d.metrics)
         step = m["step"].to_numpy(np.int64)
         color = PALETTE[i % len(PALETTE)]
-        label = f"{i + 1}: {d.name}"
+        label = f"{i + 1}: {html.escape(d.name)}"  # plotly reads tags in text; show the name as typed
         fig.add_trace(go.Scatter(x=step, y=_f32(m["test_loss"]), name=label, legendgroup=str(i), mode="lines",
                                  line=dict(color=color)), row=1, col=1)
         fig.add_trace(go.Scatter(x=step, y=_f32(m["train_loss"]), name=f"{label} (train)", legendgroup=str(i),
-                                 mode="lines", line=dict(color=color, dash="dot", width=1), showlegend=False), row=1, col=1)
+                                 mode="lines", line=dict(color=color, dash="dot", width=1), showlegend=False),
+                      row=1, col=1)
         fig.add_trace(go.Scatter(x=step, y=_f32(m["test_acc"]), name=label, legendgroup=str(i), mode="lines",
                                  line=dict(color=color), showlegend=False), row=1, col=2)
         shown += 1
@@ -488,9 +512,9 @@ def compare_progress(runs: Sequence[Any]) -> go.Figure:
         step = pr["step"].to_numpy(np.int64)
         for c, col in enumerate(["excluded_loss_train", "gini_W_E", "sq_norm_total"]):
             if col in pr:
-                fig.add_trace(go.Scatter(x=step, y=_f32(pr[col]), name=f"{i + 1}: {d.name}", legendgroup=str(i),
-                                         showlegend=(c == 0), mode="lines", line=dict(color=PALETTE[i % len(PALETTE)])),
-                              row=1, col=c + 1)
+                fig.add_trace(go.Scatter(x=step, y=_f32(pr[col]), name=f"{i + 1}: {html.escape(d.name)}",
+                                         legendgroup=str(i), showlegend=(c == 0), mode="lines",
+                                         line=dict(color=PALETTE[i % len(PALETTE)])), row=1, col=c + 1)
         shown += 1
     if not shown:
         raise MissingData("none of the runs has been analysed (run `grokscope analyze RUN`)")

@@ -22,9 +22,11 @@ main{max-width:1200px;margin:0 auto;padding:16px 24px 48px}
 h1{font-size:1.5em;margin:.6em 0 .2em}h2{font-size:1.2em;margin:0 0 .4em}
 section{background:#fff;border:1px solid #e1e4e8;border-radius:8px;padding:14px 18px;margin:14px 0}
 .muted{color:#666}.note{color:#8a6d3b;background:#fcf8e3;border:1px solid #faebcc;padding:8px 12px;border-radius:6px}
-table{border-collapse:collapse;font-size:.9em}td,th{border-bottom:1px solid #eee;padding:3px 10px 3px 0;text-align:left;vertical-align:top}
+table{border-collapse:collapse;font-size:.9em}
+td,th{border-bottom:1px solid #eee;padding:3px 10px 3px 0;text-align:left;vertical-align:top}
 th{font-weight:600}.num{text-align:right;font-variant-numeric:tabular-nums}
 .cards{display:flex;flex-wrap:wrap;gap:18px}.cards>div{flex:1 1 320px}
+.scroll{overflow-x:auto}.scroll td{white-space:nowrap}
 details summary{cursor:pointer}code{font-size:.92em}nav a{margin-right:12px}
 """
 
@@ -80,7 +82,7 @@ class Page:
 
     def add(self, title: str, body: str, anchor: str | None = None, intro: str = "") -> None:
         aid = f' id="{esc(anchor)}"' if anchor else ""
-        intro_html = f'<p class="muted">{intro}</p>' if intro else ""
+        intro_html = f'<p class="muted">{esc(intro)}</p>' if intro else ""
         self.sections.append(f"<section{aid}><h2>{esc(title)}</h2>{intro_html}{body}</section>")
 
     def render(self, subtitle: str = "") -> str:
@@ -92,7 +94,7 @@ class Page:
             '<meta name="viewport" content="width=device-width, initial-scale=1">',
             # No network: the CSP forbids every fetch; scripts and styles are inline only.
             "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
-            "script-src 'unsafe-inline' 'unsafe-eval'; style-src 'unsafe-inline'; img-src data: blob:; "
+            "script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data: blob:; "
             "font-src data:\">",
             f"<title>{esc(self.title)}</title>",
             f"<style>{CSS}</style>",
@@ -132,4 +134,4 @@ def frame_table(df, formats: dict[str, str] | None = None) -> str:
             else:
                 cells.append(f"<td>{esc(v)}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>'

@@ -88,13 +88,15 @@ def summary_card(data: RunData) -> str:
     setup = [
         ("run", data.name),
         ("directory", data.path),
-        ("task", f"{task.get('op')} mod {task.get('p')}" + (f"  ({group['expression']})" if group.get("expression") else "")),
+        ("task", f"{task.get('op')} mod {task.get('p')}"
+                 + (f"  ({group['expression']})" if group.get("expression") else "")),
         ("training pairs", f"{task.get('frac_train')} ({task.get('split')} split, data seed {task.get('data_seed')})"),
         ("model", f"{model.get('n_layers')} layer(s), d_model {model.get('d_model')}, {model.get('n_heads')} heads x "
                   f"{model.get('d_head')}, d_mlp {model.get('d_mlp')}, {model.get('act_fn')}"),
         ("optimiser", f"{optim.get('name')} lr {optim.get('lr')}, weight decay {optim.get('weight_decay')}, "
                       f"betas {optim.get('betas')}"),
-        ("training", f"{train.get('epochs')} epochs, batch {train.get('batch_size') or 'full'}, seed {train.get('seed')}"),
+        ("training", f"{train.get('epochs')} epochs, batch {train.get('batch_size') or 'full'}, "
+                     f"seed {train.get('seed')}"),
     ]
     m = data.metrics
     results: list[tuple[str, Any]] = []
@@ -111,7 +113,8 @@ def summary_card(data: RunData) -> str:
     if data.summary:
         ph = s.get("phases") or {}
         results.append(("phase ends (memorisation / circuit / clean-up)",
-                        " / ".join(_fmt(ph.get(k)) for k in ("memorization_end", "circuit_formation_end", "cleanup_end"))))
+                        " / ".join(_fmt(ph.get(k))
+                                   for k in ("memorization_end", "circuit_formation_end", "cleanup_end"))))
         keys = s.get("key_frequencies") or []
         results.append(("key frequencies", ", ".join(str(k) for k in keys) if keys else "none (no Fourier structure)"))
         clusters = s.get("neuron_clusters") or {}
@@ -154,7 +157,7 @@ def run_page(data: RunData) -> tuple[Page, dict[str, go.Figure]]:
             body = page.figure_html(fig)
         else:
             body = note(why or "no data")
-        page.add(title, body, anchor=fid, intro=esc(INTROS.get(fid, "")))
+        page.add(title, body, anchor=fid, intro=INTROS.get(fid, ""))
     nav = "<nav>" + "".join(f'<a href="#{fid}">{esc(title)}</a>' for fid, title, _ in F.RUN_FIGURES) + "</nav>"
     page.sections.insert(0, nav)
     return page, figs
@@ -177,5 +180,5 @@ def comparison_page(datas: Sequence[RunData]) -> tuple[Page, dict[str, go.Figure
         if fig is not None:
             figs[fid] = fig
         page.add(title, page.figure_html(fig) if fig is not None else note(why or "no data"), anchor=fid,
-                 intro=esc(intro))
+                 intro=intro)
     return page, figs

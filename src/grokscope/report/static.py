@@ -25,20 +25,19 @@ import plotly.graph_objects as go
 log = logging.getLogger(__name__)
 
 DPI = 100
+VALIGN = {"top": "top", "bottom": "bottom", "middle": "center"}  # plotly yanchor -> matplotlib va
 DASHES = {"dash": "--", "dot": ":", "dashdot": "-.", "longdash": "--", "solid": "-"}
 _DTYPES = {"f4": np.float32, "f8": np.float64, "i1": np.int8, "u1": np.uint8, "i2": np.int16, "u2": np.uint16,
            "i4": np.int32, "u4": np.uint32}
 
 
-def _require_matplotlib():
+def _new_figure(width: int, height: int):
+    """A matplotlib Figure outside pyplot: no global backend switch, nothing to close (safe in Jupyter)."""
     try:
-        import matplotlib
-
-        matplotlib.use("Agg", force=False)
-        import matplotlib.pyplot as plt  # noqa: F401
+        from matplotlib.figure import Figure
     except ImportError:
         raise ImportError("PNG / GIF export needs matplotlib: pip install matplotlib") from None
-    return matplotlib
+    return Figure(figsize=(width / DPI, height / DPI), dpi=DPI)
 
 
 def _arr(v: Any) -> np.ndarray | None:
@@ -89,15 +88,13 @@ def _axes_ids(layout: dict) -> list[str]:
 
 def to_matplotlib(fig: go.Figure | dict, width: int = 1100):
     """Draw a plotly figure (or its dict) with matplotlib; returns a matplotlib Figure."""
-    _require_matplotlib()
-    import matplotlib.pyplot as plt
-    from matplotlib.transforms import blended_transform_factory
-
     d = fig if isinstance(fig, dict) else fig.to_dict()
     layout = d.get("layout", {})
     height = int(layout.get("height") or 450)
     margin = {"l": 60, "r": 30, "t": 70, "b": 50, **(layout.get("margin") or {})}
-    mfig = plt.figure(figsize=(width / DPI, height / DPI), dpi=DPI)
+    mfig = _new_figure(width, height)
+    from matplotlib.transforms import blended_transform_factory
+
     W, H = width, height
     pw, ph = W - margin["l"] - margin["r"] - 60, H - margin["t"] - margin["b"]
 
@@ -203,7 +200,7 @@ def to_matplotlib(fig: go.Figure | dict, width: int = 1100):
         size = float((an.get("font") or {}).get("size") or 10) * 0.8
         if xref == "paper" and yref == "paper":
             fx, fy = paper_to_fig(an.get("x", 0), an.get("y", 0))
-            mfig.text(fx, fy + 0.005, text, ha="center", va="bottom", fontsize=size + 1)
+            mfig.text(fx, fy + 0.005, text, ha="center", va="bottom", fontsize=size)
             continue
         base = xref.replace(" domain", "")
         if base not in axes:
@@ -217,9 +214,12 @@ def to_matplotlib(fig: go.Figure | dict, width: int = 1100):
             x = an.get("x", 0)
             x = 10 ** x if xa.get("type") == "log" else x
             ax.text(x, an.get("y", 1.0), text, transform=blended_transform_factory(ax.transData, ax.transAxes),
-                    ha="center" if an.get("xanchor") != "left" else "left", va="bottom" if an.get("y", 0) >= 1 else "bottom",
+                    ha="center" if an.get("xanchor") != "left" else "left", va=VALIGN.get(an.get("yanchor"), "bottom"),
                     fontsize=size, color="#444")
 
+    for key, (ax, xa, ya) in axes.items():
+        if xa.get("visible") is False or not (ax.has_data() or ax.texts):
+            ax.remove()
     title = _text(layout.get("title"))
     if title:
         mfig.suptitle(title, x=0.01, ha="left", fontsize=12)
@@ -228,26 +228,24 @@ def to_matplotlib(fig: go.Figure | dict, width: int = 1100):
 
 def write_png(fig: go.Figure, path: str | Path, width: int = 1100) -> Path:
     """Save a figure as PNG (at its last animation state when it is animated)."""
-    import matplotlib.pyplot as plt
-
     mfig = to_matplotlib(fig, width)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     mfig.savefig(path, dpi=DPI)
-    plt.close(mfig)
     return path
 
 
-def write_gif(fig: go.Figure, path: str | Path, width: int = 900, frame_ms: int = 250) -> Path:
-    """Save an animated figure as a GIF: one image per plotly frame, its step in the title."""
-    _require_matplotlib()
-    import matplotlib.pyplot as plt
+def write_gif(fig: go.Figure, path: str | Path, width: int = 800, frame_ms: int = 250, max_frames: int = 24) -> Path:
+    """Save an animated figure as a GIF: one image per plotly frame (at most max_frames, evenly
+    chosen, the last always kept: matplotlib draws ~0.3 s per frame), its step in the title."""
     from PIL import Image
 
     base = fig.to_dict()
     frames = base.get("frames") or []
     if not frames:
         raise ValueError("the figure has no animation frames")
+    keep = np.unique(np.round(np.linspace(0, len(frames) - 1, min(max_frames, len(frames)))).astype(int))
+    frames = [frames[i] for i in keep]
     images = []
     title = _text(base.get("layout", {}).get("title"))
     for fr in frames:
@@ -259,7 +257,6 @@ def write_gif(fig: go.Figure, path: str | Path, width: int = 900, frame_ms: int 
         mfig = to_matplotlib(d, width)
         buf = io.BytesIO()
         mfig.savefig(buf, dpi=DPI, format="png")
-        plt.close(mfig)
         images.append(Image.open(io.BytesIO(buf.getvalue())).convert("P", palette=Image.ADAPTIVE))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
