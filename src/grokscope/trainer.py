@@ -290,6 +290,10 @@ class Trainer:
 
     def run(self) -> list[Path]:
         tc = self.cfgs[0].train
+        if self.device.type == "cpu":  # reuse freed activation memory instead of page-faulting it in each step
+            from grokscope.engine.fast import keep_freed_memory
+
+            keep_freed_memory()
         bar = _progress(tc.progress, self.total_steps, self.start_step)
         t0 = time.perf_counter()
         try:

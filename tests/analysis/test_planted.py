@@ -103,3 +103,18 @@ def test_trained_on_rand_reports_no_structure():
     s = analyze(MemoryRun(cfg, task, {300: params})).summary
     assert s["final"]["train_acc"] > 0.9  # it memorised ...
     assert s["key_frequencies"] == [] and s["structure"] == "none"  # ... without Fourier structure
+
+
+@pytest.mark.parametrize("over", [{"task.op": "x2xyy2", "model.n_layers": 2, "model.normalization": "LN"},
+                                  {"task.op": "div", "model.attn_only": True}])
+def test_other_model_families_run(over):
+    """Generic forward (2 layers + LayerNorm) and attention-only models go through the same pipeline."""
+    cfg = RunConfig().replace(**{"task.p": 13, "model.d_model": 16, "model.n_heads": 2, "model.d_head": 8,
+                                 "model.d_mlp": 32, **over})
+    task = make_task(cfg.task)
+    res = analyze(MemoryRun(cfg, task, {0: random_params(cfg, 0), 10: random_params(cfg, 1)}))
+    assert res.summary["key_frequencies"] == []
+    assert len(res.progress) == 2 and np.isfinite(res.progress["train_loss"]).all()
+    if cfg.model.attn_only:
+        assert "neuron_freq_frac" not in res.final_tensors
+        assert res.summary["frac_neurons_single_frequency"] is None

@@ -42,7 +42,8 @@ def setup(variant: str, dtype: torch.dtype, members: int = 3, p: int = 23, seed:
     for name, value in model.named_parameters():  # members differ; biases are random so they matter
         noise = torch.randn((members, *value.shape), generator=gen, dtype=torch.float64).to(dtype)
         base = value.detach() if not name.rsplit(".", 1)[-1].startswith("b_") else 0.3 * noise[0]
-        params[name] = (base + 0.2 * torch.arange(members, dtype=dtype).view(-1, *[1] * value.dim()) * noise).requires_grad_()
+        spread = 0.2 * torch.arange(members, dtype=dtype).view(-1, *[1] * value.dim())  # member i: base + 0.2 i noise
+        params[name] = (base + spread * noise).requires_grad_()
     return cfg, task, model, params
 
 

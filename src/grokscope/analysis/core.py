@@ -144,8 +144,10 @@ def analyze(
 ) -> Analysis:
     """Compute every measure of a run. `threshold` is the neuron single-frequency share; `key_rule`
     overrides the other key-frequency parameters (its threshold is replaced by `threshold`).
-    `threads`: torch intra-op threads while analysing (restored after); the default 1 is fastest on
-    a shared CPU, where the passes are memory-bound and extra threads mostly wait (None = leave as is)."""
+    `threads`: torch intra-op threads while analysing (restored after); None = leave torch's setting.
+    The default 1 is the robust choice on a shared CPU: with other jobs running, a second thread
+    mostly waits at barriers (measured up to ~100x slower on small models); on an idle machine
+    threads=2 is ~2x faster for the canonical model."""
     old_threads = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(max(1, int(threads)))

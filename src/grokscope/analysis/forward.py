@@ -92,15 +92,17 @@ def _closed_form(params: dict[str, Tensor], cfg: ModelConfig, p: int) -> GridAct
 
     # pattern[..., 2] = 1 - pattern[..., 0] - pattern[..., 1], so the "=" key folds into the other two:
     # resid_mid @ M = (base + sum_h ov2[h]) M + sum_h P0 (ov0 - ov2) M + sum_h P1 (ov1 - ov2) M
-    P0 = pat[..., 0].contiguous()  # [x, y, h]
+    ones = torch.ones(p, p, 1)
+    P0 = torch.cat([pat[..., 0], ones], -1)  # [x, y, h + 1]; the last "head" carries the constant term
     P1t = pat[..., 1].transpose(0, 1).contiguous()  # [y, x, h]
     d0, d1 = ov0 - ov2, ov1 - ov2
     const = base + ov2.sum(0)
 
-    def through(M: Tensor) -> Tensor:  # resid_mid(x, y) @ M, for M [d, k] -> [p, p, k]
-        out = torch.bmm(P0, torch.einsum("xhd,dk->xhk", d0, M))
+    def through(M: Tensor, bias: Tensor | None = None) -> Tensor:  # resid_mid(x, y) @ M (+ bias) -> [p, p, k]
+        c = const @ M if bias is None else const @ M + bias
+        G0 = torch.cat([torch.einsum("xhd,dk->xhk", d0, M), c.expand(p, 1, -1)], 1)  # [x, h + 1, k]
+        out = torch.bmm(P0, G0)
         out += torch.bmm(P1t, torch.einsum("yhd,dk->yhk", d1, M)).transpose(0, 1)
-        out += const @ M
         return out
 
     logits = through(W_U)
@@ -108,9 +110,7 @@ def _closed_form(params: dict[str, Tensor], cfg: ModelConfig, p: int) -> GridAct
     if not cfg.attn_only:
         mp = "blocks.0.mlp."
         W_in, b_in, W_out, b_out = (_get(params, mp + n) for n in ("W_in", "b_in", "W_out", "b_out"))
-        pre_act = through(W_in)
-        if b_in is not None:
-            pre_act = pre_act + b_in
+        pre_act = through(W_in, b_in)
         neurons = pre_act.relu_() if cfg.act_fn == "relu" else F.gelu(pre_act)
         logits = logits + (neurons.reshape(p * p, -1) @ (W_out @ W_U)).reshape(p, p, -1)
         if b_out is not None:

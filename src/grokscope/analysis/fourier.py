@@ -236,7 +236,7 @@ def neuron_single_frequency_share(acts: Tensor) -> Tensor:
     n, _, m = x.shape
     F_ = n // 2
     flat = x.reshape(n * n, m)
-    sumsq = torch.linalg.vector_norm(flat, dim=0).double().pow(2)
+    sumsq = (flat * flat).sum(0).double()
     a = torch.arange(n, device=x.device)
     plus = ((a[:, None] + a[None, :]) % n).reshape(-1)
     minus = ((a[:, None] - a[None, :]) % n).reshape(-1)

@@ -100,7 +100,7 @@ def cross_entropy(logits: Tensor, labels: Tensor) -> float:
     d = L - L.gather(-1, labels[:, None])
     d.scatter_(-1, labels[:, None], float("-inf"))
     m = d.amax(-1).clamp_min(0.0)
-    s = torch.exp(d - m[:, None]).sum(-1)
+    s = torch.exp((d - m[:, None]).clamp_min(-80.0)).sum(-1)  # clamp: e^-80 ~ 2e-35 stays a normal float (denormals are slow)
     ce = torch.where(m > 0, m + torch.log(torch.exp(-m) + s), torch.log1p(s))
     return float(ce.double().mean())
 
@@ -324,7 +324,7 @@ class CheckpointAnalyzer:
         row["attn_periodicity"] = self.attn_periodicity(acts.pattern)
         total = 0.0
         sq = {}
-        for name, t in params.items():
+        for name, t in sorted(params.items()):
             v = float(torch.linalg.vector_norm(t.double()) ** 2)
             sq[f"sq_norm_{name}"] = v
             total += v
