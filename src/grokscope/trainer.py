@@ -274,19 +274,23 @@ class Trainer:
         pick = lambda t: torch.gather(t, 1, sel if t.dim() == 2 else sel[..., None].expand(-1, -1, t.shape[-1]))  # noqa: E731
         return pick(self.train_tokens), pick(self.train_labels), pick(self.train_mask)
 
-    def _loss(self, logits: Tensor, labels: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
-        """Per-member mean cross-entropy (in loss_dtype) and accuracy: [member], [member]."""
+    def _loss(self, logits: Tensor, labels: Tensor, mask: Tensor) -> Tensor:
+        """Per-member mean cross-entropy at the answer position, computed in loss_dtype: [member]."""
         logp = logits.to(self.loss_dtype).log_softmax(-1)
         ce = -logp.gather(-1, labels[..., None])[..., 0]
         w = mask.to(ce.dtype)
-        n = w.sum(-1)
-        loss = (ce * w).sum(-1) / n
-        acc = ((logits.argmax(-1) == labels).to(ce.dtype) * w).sum(-1) / n
-        return loss, acc
+        return (ce * w).sum(-1) / w.sum(-1)
+
+    @staticmethod
+    def _accuracy(logits: Tensor, labels: Tensor, mask: Tensor) -> Tensor:
+        """Per-member accuracy [member]; only evaluation steps need it."""
+        hit = (logits.argmax(-1) == labels) & mask
+        return hit.sum(-1).double() / mask.sum(-1).double()
 
     @torch.no_grad()
     def _evaluate(self, tokens: Tensor, labels: Tensor, mask: Tensor, params: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
-        return self._loss(self.engine.logits(params, tokens), labels, mask)
+        logits = self.engine.logits(params, tokens)
+        return self._loss(logits, labels, mask), self._accuracy(logits, labels, mask)
 
     def run(self) -> list[Path]:
         tc = self.cfgs[0].train
@@ -308,14 +312,16 @@ class Trainer:
                 training = step < self.total_steps
                 if training:
                     tokens, labels, mask = self._batch(step)
-                    loss, acc = self._loss(self.engine.logits(params, tokens), labels, mask)
+                    logits = self.engine.logits(params, tokens)
+                    loss = self._loss(logits, labels, mask)
                     (grad,) = torch.autograd.grad(loss.sum(), self.flat)
                     active = torch.isfinite(loss) & torch.isfinite(grad).all(dim=1)
                     if not bool(active.all()):  # before anything is written: a NaN never reaches a checkpoint
                         self._nonfinite(step, active)
                 if step in self.eval_steps:
-                    self._log_row(state, loss.detach() if training and self.full_batch else None,
-                                  acc if training and self.full_batch else None)
+                    reuse = training and self.full_batch  # this step's forward already measured the training set
+                    self._log_row(state, loss.detach() if reuse else None,
+                                  self._accuracy(logits.detach(), labels, mask) if reuse else None)
                     bar.set_postfix(train_acc=f"{state.row['train_acc']:.3f}", test_acc=f"{state.row['test_acc']:.3f}", refresh=False)
                 if step in self.ckpt_steps:
                     self._checkpoint(state)

@@ -140,14 +140,13 @@ def analyze(
     max_checkpoints: int | None = None,
     n_show: int = 8,
     progress: Callable[[int, int], None] | None = None,
-    threads: int | None = 1,
+    threads: int | None = None,
 ) -> Analysis:
     """Compute every measure of a run. `threshold` is the neuron single-frequency share; `key_rule`
     overrides the other key-frequency parameters (its threshold is replaced by `threshold`).
     `threads`: torch intra-op threads while analysing (restored after); None = leave torch's setting.
-    The default 1 is the robust choice on a shared CPU: with other jobs running, a second thread
-    mostly waits at barriers (measured up to ~100x slower on small models); on an idle machine
-    threads=2 is ~2x faster for the canonical model."""
+    The default uses every core torch sees (2x faster for the canonical model on an idle 2-core
+    machine); on a CPU shared with other jobs, threads=1 avoids threads waiting at barriers."""
     old_threads = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(max(1, int(threads)))
