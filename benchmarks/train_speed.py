@@ -121,6 +121,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     ap.add_argument("--gather", default="auto", choices=["auto", "custom", "bag"], help="FastEngine row-sum")
     ap.add_argument("--skip-plain", action="store_true", help="only the fast engine")
+    ap.add_argument("--skip-trainer", action="store_true", help="skip the end-to-end grokscope.train row")
     ap.add_argument("--no-malloc-tune", action="store_true", help="leave glibc's mmap / trim thresholds alone")
     args = ap.parse_args()
     tuned = False if args.no_malloc_tune else keep_freed_memory()  # both engines alike
@@ -164,6 +165,18 @@ def main() -> None:
         timed_block(run, min(args.warmup, 5), device)
         t = [timed_block(run, block, device) for _ in range(ens_blocks)]
         rows.append(("fast ensemble", n, ens_blocks * block, sum(t), t))
+
+    if not args.skip_trainer:  # the real loop: FlatAdamW, warm-up, metrics, checkpoints and state every 100 epochs
+        import tempfile
+
+        from grokscope.trainer import train
+
+        with tempfile.TemporaryDirectory() as tmp:
+            n = n_blocks * block
+            t0 = time.perf_counter()
+            train(cfg.replace(**{"train.epochs": n, "train.device": str(device), "train.progress": False}), f"{tmp}/run")
+            secs = time.perf_counter() - t0
+        rows.append(("grokscope.train (e2e)", 1, n, secs, [secs * block / n]))
 
     print(f"{'engine':24s} {'members':>7s} {'epochs':>6s} {'seconds':>8s} {'epochs/s':>9s} {'member-ep/s':>11s} "
           f"{'median blk ep/s':>15s} {'best blk ep/s':>13s}")

@@ -167,3 +167,20 @@ def test_fifty_adamw_steps_match_plain_training(dtype: torch.dtype) -> None:
             worst = max(worst, abs(a.item() - b.item()) / abs(b.item()))
     assert loss_p.item() < 0.9 * first  # it trained
     assert worst <= TOL[dtype], worst
+
+
+def test_padded_rows_and_relu_read_out_match_unpadded_autograd() -> None:
+    """The MLP path pads the table to a multiple of 16 columns; `_ReluReadOut` = split + relu + baddbmm autograd."""
+    from grokscope.engine.fast import _pad, _ReluReadOut
+
+    gen = torch.Generator().manual_seed(3)
+    table = torch.randn(7, 71, generator=gen, dtype=torch.float64)
+    assert _pad(table).shape == (7, 80) and torch.equal(_pad(table)[:, :71], table) and not _pad(table)[:, 71:].any()
+    out = torch.randn(2, 9, 80, generator=gen, dtype=torch.float64).requires_grad_()  # [m B d_mlp + d_vocab_out + pad]
+    W_OU = torch.randn(2, 48, 23, generator=gen, dtype=torch.float64).requires_grad_()
+    g = torch.randn(2, 9, 23, generator=gen, dtype=torch.float64)
+    got = _ReluReadOut.apply(out, W_OU)
+    want = torch.baddbmm(out[..., 48:71], out[..., :48].relu(), W_OU)
+    assert rel_close(got, want, 1e-14)
+    for a, b in zip(torch.autograd.grad((got * g).sum(), [out, W_OU]), torch.autograd.grad((want * g).sum(), [out, W_OU])):
+        assert rel_close(a, b, 1e-14)
