@@ -11,7 +11,7 @@ import torch
 import grokscope
 from grokscope.io import RunDirError
 from grokscope.optim import FlatAdamW, ParamLayout
-from grokscope.trainer import Trainer, schedule
+from grokscope.trainer import schedule
 
 
 def tiny(**overrides):

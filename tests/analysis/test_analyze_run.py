@@ -1,13 +1,10 @@
 """analyze_run on a run directory: files, formats, and the DESIGN summary keys."""
 
 import json
-import math
 
 import numpy as np
 import pandas as pd
 import pytest
-import torch
-from safetensors.torch import load_file
 
 from grokscope.analysis import analyze_run, load_analysis, progress_measures
 from grokscope.runstore import RunStore
