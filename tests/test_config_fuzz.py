@@ -183,12 +183,16 @@ def test_fuzz_python_api_rejects_every_malformed_config():
     print(f"\nPython API: {len(tried)} malformed configs refused ({ {k: tried.count(k) for k in sorted(set(tried))} })")
 
 
+# (key, bad value) pairs: a field, then one of its malformed values
+BAD_FIELD_VALUES = st.sampled_from(FIELD_CASES).flatmap(lambda kv: st.tuples(st.just(kv[0]), kv[1]))
+
+
 def test_fuzz_overrides_reject_every_bad_field():
     """make_config(preset, overrides) as the CLI's --set uses it."""
     tried = 0
 
     @settings(max_examples=300, **SETTINGS)
-    @given(st.sampled_from(FIELD_CASES).flatmap(lambda kv: st.tuples(st.just(kv[0]), kv[1])))
+    @given(BAD_FIELD_VALUES)
     def check(kv):
         nonlocal tried
         key, value = kv
@@ -215,7 +219,7 @@ def test_fuzz_cli_set_gives_one_line_exit_2_and_no_run_directory(capsys):
     tried = 0
 
     @settings(max_examples=250, **SETTINGS)
-    @given(st.sampled_from(FIELD_CASES).flatmap(lambda kv: st.tuples(st.just(kv[0]), kv[1])))
+    @given(BAD_FIELD_VALUES)
     def check(kv):
         nonlocal tried
         key, value = kv

@@ -361,7 +361,7 @@ class Trainer:
         m, v = self.opt.exp_avg.cpu(), self.opt.exp_avg_sq.cpu()
         for i, store in enumerate(self.stores):
             params = {k: t[0] for k, t in self.layout.views(flat[i : i + 1]).items()}
-            if state.step not in store.checkpoint_steps() or state.step > self.start_step:
+            if state.step > self.start_step or state.step not in store.checkpoint_steps():  # list the folder only on resume
                 store.save_checkpoint(state.step, params)
             store.save_metrics(self.rows[i])
             tensors = {f"param.{k}": t for k, t in params.items()}
