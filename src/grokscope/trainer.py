@@ -32,6 +32,7 @@ import grokscope
 from grokscope.config import ConfigError, RunConfig
 from grokscope.engine import select_engine
 from grokscope.io import RunDirError
+from grokscope.loss import masked_cross_entropy
 from grokscope.models import make_model
 from grokscope.optim import FlatAdamW, ParamLayout, lr_at
 from grokscope.runstore import CorruptFileError, RunStore, step_name
@@ -276,10 +277,7 @@ class Trainer:
 
     def _loss(self, logits: Tensor, labels: Tensor, mask: Tensor) -> Tensor:
         """Per-member mean cross-entropy at the answer position, computed in loss_dtype: [member]."""
-        logp = logits.to(self.loss_dtype).log_softmax(-1)
-        ce = -logp.gather(-1, labels[..., None])[..., 0]
-        w = mask.to(ce.dtype)
-        return (ce * w).sum(-1) / w.sum(-1)
+        return masked_cross_entropy(logits, labels, mask, self.loss_dtype)
 
     @staticmethod
     def _accuracy(logits: Tensor, labels: Tensor, mask: Tensor) -> Tensor:
@@ -315,7 +313,9 @@ class Trainer:
                     logits = self.engine.logits(params, tokens)
                     loss = self._loss(logits, labels, mask)
                     (grad,) = torch.autograd.grad(loss.sum(), self.flat)
-                    active = torch.isfinite(loss) & torch.isfinite(grad).all(dim=1)
+                    # one float64 sum per member: NaN / inf anywhere makes it non-finite, and float32 values
+                    # cannot overflow a float64 sum (one pass instead of isfinite's three)
+                    active = torch.isfinite(loss) & torch.isfinite(grad.sum(dim=1, dtype=torch.float64))
                     if not bool(active.all()):  # before anything is written: a NaN never reaches a checkpoint
                         self._nonfinite(step, active)
                 if step in self.eval_steps:

@@ -171,11 +171,13 @@ def test_fifty_adamw_steps_match_plain_training(dtype: torch.dtype) -> None:
 
 def test_padded_rows_and_relu_read_out_match_unpadded_autograd() -> None:
     """The MLP path pads the table to a multiple of 16 columns; `_ReluReadOut` = split + relu + baddbmm autograd."""
-    from grokscope.engine.fast import _pad, _ReluReadOut
+    from grokscope.engine.fast import _ReluReadOut
 
+    cfg, task, _, params = setup("relu", torch.float64)
+    eng = FastEngine(cfg, task)
+    table = eng._table(params, eng._query(params)[0])  # d_mlp 48 + d_vocab_out 23 = 71 columns -> 80
+    assert table.shape[-1] == 80 and table[:, 71:].abs().max() == 0 and table[:, :71].abs().min() > 0
     gen = torch.Generator().manual_seed(3)
-    table = torch.randn(7, 71, generator=gen, dtype=torch.float64)
-    assert _pad(table).shape == (7, 80) and torch.equal(_pad(table)[:, :71], table) and not _pad(table)[:, 71:].any()
     out = torch.randn(2, 9, 80, generator=gen, dtype=torch.float64).requires_grad_()  # [m B d_mlp + d_vocab_out + pad]
     W_OU = torch.randn(2, 48, 23, generator=gen, dtype=torch.float64).requires_grad_()
     g = torch.randn(2, 9, 23, generator=gen, dtype=torch.float64)

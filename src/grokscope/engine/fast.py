@@ -23,7 +23,7 @@ and everything after it is linear up to the MLP activation, so with W_cat = [W_i
 (attn_only: W_cat = W_U and logits = direct.) The weighted row sum is a sparse [batch, rows] x
 [rows, width] product with K = 2 * n_heads + 1 non-zeros per example (the last is C, weight 1):
 `_RowSum` runs it as `F.embedding_bag` forward with a hand-written backward (3x faster on CPU than
-embedding_bag's own). With an MLP the table rows are zero-padded to a multiple of 16 floats (`_pad`)
+embedding_bag's own). With an MLP the table rows are zero-padded to a multiple of 16 floats (`FastEngine._table`)
 and ReLU models read out through `_ReluReadOut` (one autograd node, one gradient buffer). Cost per
 example: 2H + 1 table rows of width W, plus the [d_mlp] x [d_mlp, d_vocab_out] matmul, against
 [3 positions] x [d_model, d_mlp] x 2 + ... in the plain model; the tables themselves cost O(H V d_head W) per step, independent of the batch.
@@ -133,7 +133,7 @@ class _ReluReadOut(torch.autograd.Function):
         d out  = [ (g W_OU^T) * (pre > 0) | g | 0 ]     [m B W + pad]: one buffer, masked in place
         d W_OU = act^T g = (g^T act)^T                  [m d_mlp d_vocab_out]
 
-    `out` may carry zero pad columns after direct (`_pad`), whose gradient is 0. Compared with
+    `out` may carry zero pad columns after direct (`FastEngine._table`), whose gradient is 0. Compared with
     autograd through split / relu / baddbmm: no [m B d_mlp] temporary, no cat, one threshold pass
     fewer. GELU keeps the autograd path.
     """
@@ -155,7 +155,7 @@ class _ReluReadOut(torch.autograd.Function):
         d_out = d_W_OU = None
         if ctx.needs_input_grad[0]:
             d_out = g.new_empty(m, B, ctx.width)  # [m B W + pad]
-            d_pre = d_out[..., :d_mlp]  # [m B d_mlp], rows 64-byte aligned (see _pad)
+            d_pre = d_out[..., :d_mlp]  # [m B d_mlp], rows 64-byte aligned (see FastEngine._table)
             for i in range(m):  # mm writes the strided block in place (bmm's out= would copy)
                 torch.mm(g[i], W_OU[i].t(), out=d_pre[i])
             torch.ops.aten.threshold_backward.grad_input(d_pre, act, 0, grad_input=d_pre)  # *= (pre > 0), in place
@@ -165,17 +165,6 @@ class _ReluReadOut(torch.autograd.Function):
             # as (g^T act)^T: MKL runs this [d_vocab_out B] x [B d_mlp] product ~15 % faster than act^T g
             d_W_OU = torch.bmm(g.transpose(1, 2), act).transpose(1, 2)  # [m d_mlp d_vocab_out]
         return d_out, d_W_OU
-
-
-def _pad(table: Tensor, align: int = 16) -> Tensor:
-    """table [rows W] -> [rows W + pad] with zero columns, W + pad a multiple of `align` (16 float32 = 64 bytes).
-
-    The row-sum output and its gradient then have 64-byte aligned rows: MKL writes the [B d_mlp]
-    block of the gradient buffer in place ~1 ms faster than at row stride 625. The table's values
-    are computed unpadded (so they do not depend on the padding), and the pad's gradient is dropped.
-    """
-    pad = (-table.shape[-1]) % align
-    return F.pad(table, (0, pad)) if pad else table
 
 
 class FastEngine:
@@ -218,9 +207,7 @@ class FastEngine:
             tokens = tokens.expand(m, -1, -1)
         B = tokens.shape[1]
         r, q = self._query(params)  # [m d], [m h e]
-        table = self._table(params, r)  # [m*R W]
-        if not self.cfg.attn_only:
-            table = _pad(table)  # [m*R W + pad]
+        table = self._table(params, r)  # [m*R W (+ pad)]
         a = self._scores(params, q, tokens).softmax(2)  # [m B 3 h]
         w = torch.cat([a[:, :, :2].reshape(m, B, 2 * H), a.new_ones(m, B, 1)], -1).view(m * B, 2 * H + 1)
         if self.gather == "bag":
@@ -266,7 +253,14 @@ class FastEngine:
         return torch.cat([s01, s2.expand(m, tokens.shape[1], 1, -1)], 2)  # [m B 3 h]
 
     def _table(self, params: dict[str, Tensor], r: Tensor) -> Tensor:
-        """Rows D[j, h, t] (position j < 2, head h, token t) then C: [m * (2 H V + 1), W]."""
+        """Rows D[j, h, t] (position j < 2, head h, token t) then C: [m * (2 H V + 1), W (+ pad)].
+
+        D[j, h, t] = T[h, t] + P[j, h] with T[h, t] = W_E[t] W_V[h] W_OC[h] (shared by both
+        positions) and P[j, h] = (W_pos[j] W_V[h] - v_2[h]) W_OC[h]: half the products of
+        computing (v_j(t) - v_2) W_OC for each j. With an MLP, W_cat gets zero columns up to a
+        multiple of 16 floats (64-byte rows), so the table and the row-sum output come out padded:
+        MKL writes the gradient's [B d_mlp] block in place ~1 ms faster than at row stride 625.
+        """
         W_E, W_pos = params["embed.W_E"], params["pos_embed.W_pos"]
         W_V, W_O = params["blocks.0.attn.W_V"], params["blocks.0.attn.W_O"]
         m, V, d = W_E.shape
@@ -276,19 +270,21 @@ class FastEngine:
         if self.cfg.attn_only:
             W_cat, bias = W_U, b_U  # [m d W]
         else:
-            W_cat = torch.cat([params["blocks.0.mlp.W_in"], W_U], -1)  # [m d W]
+            width = self.cfg.d_mlp + W_U.shape[-1]
+            pad = W_U.new_zeros(m, d, (-width) % 16)
+            W_cat = torch.cat([params["blocks.0.mlp.W_in"], W_U, pad], -1)  # [m d W + pad]
             b_dir = torch.einsum("md,mdv->mv", params["blocks.0.mlp.b_out"], W_U)  # [m d_vocab_out]
             if b_U is not None:
                 b_dir = b_dir + b_U
-            bias = torch.cat([params["blocks.0.mlp.b_in"], b_dir], -1)  # [m W]
+            bias = torch.cat([params["blocks.0.mlp.b_in"], b_dir, pad[:, 0]], -1)  # [m W + pad]
         W = W_cat.shape[-1]
+        W_OC = torch.bmm(W_O.reshape(m, H * e, d), W_cat).view(m * H, e, W)  # [m*h e W]
         v_tok = torch.einsum("mvd,mhde->mhve", W_E, W_V)  # [m h V e]
-        v_pos = torch.einsum("mjd,mhde->mjhe", W_pos, W_V)  # [m 3 h e]
-        v_eq = v_tok[:, :, self.eq] + v_pos[:, 2]  # [m h e]: v_2 without b_V
-        dv = v_tok[:, None] + (v_pos[:, :2] - v_eq[:, None])[:, :, :, None]  # [m 2 h V e]: v_j(t) - v_2, b_V cancels
-        W_OC = torch.bmm(W_O.reshape(m, H * e, d), W_cat).view(m, 1, H, e, W)  # [m 1 h e W]
-        W_OC = W_OC.expand(m, 2, H, e, W).reshape(m * 2 * H, e, W)
-        D = torch.bmm(dv.reshape(m * 2 * H, V, e), W_OC)  # [m*2*h V W]
+        v_pos = torch.einsum("mjd,mhde->mhje", W_pos, W_V)  # [m h 3 e]
+        v_eq = v_tok[:, :, self.eq] + v_pos[:, :, 2]  # [m h e]: v_2 without b_V
+        T = torch.bmm(v_tok.reshape(m * H, V, e), W_OC).view(m, 1, H, V, W)
+        P = torch.bmm((v_pos[:, :, :2] - v_eq[:, :, None]).reshape(m * H, 2, e), W_OC)  # b_V cancels
+        D = T + P.view(m, H, 2, W).transpose(1, 2).contiguous()[:, :, :, None]  # [m 2 h V W], contiguous
         b_V = params.get("blocks.0.attn.b_V")
         v2 = v_eq if b_V is None else v_eq + b_V  # [m h e]
         resid = r + torch.einsum("mhe,mhed->md", v2, W_O)  # [m d]: r + all attention on position 2
