@@ -31,6 +31,8 @@ def test_value_and_gradient_match_autograd(dtype):
     torch.testing.assert_close(got, want, rtol=tol, atol=tol)
     torch.testing.assert_close(g_got, g_want, rtol=tol, atol=1e-7)
     assert (g_got[~mask] == 0).all()  # padding examples get no gradient
+    with torch.no_grad():  # the evaluation path keeps no softmax and gives the same value
+        assert torch.equal(masked_cross_entropy(logits, labels, mask, dtype), got.detach())
 
 
 def test_float64_matches_torch_cross_entropy():

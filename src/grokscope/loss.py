@@ -30,8 +30,9 @@ class _MaskedCE(torch.autograd.Function):
         ce = (top + z.log() - x.gather(-1, labels[..., None]))[..., 0]  # [m B]
         w = mask.to(dtype)
         w_sum = w.sum(-1)  # [m]
-        ctx.save_for_backward(p.div_(z), labels, w / w_sum[:, None])
-        ctx.out_dtype = logits.dtype
+        if ctx.needs_input_grad[0]:  # evaluation (no grad) skips normalising and keeping the softmax
+            ctx.save_for_backward(p.div_(z), labels, w / w_sum[:, None])
+            ctx.out_dtype = logits.dtype
         return (ce * w).sum(-1) / w_sum
 
     @staticmethod

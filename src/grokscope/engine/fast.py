@@ -219,9 +219,11 @@ class FastEngine:
             return out
         W_out, W_U = params["blocks.0.mlp.W_out"], params["unembed.W_U"]
         W_OU = torch.bmm(W_out, W_U)  # [m d_mlp d_vocab_out]
-        if self.cfg.act_fn == "relu":
-            return _ReluReadOut.apply(out, W_OU)  # [m B d_vocab_out]
         d_mlp, d_vo = W_OU.shape[1:]
+        if self.cfg.act_fn == "relu" and torch.is_grad_enabled():
+            return _ReluReadOut.apply(out, W_OU)  # [m B d_vocab_out]
+        if self.cfg.act_fn == "relu":  # evaluation: nothing is kept for a backward, so ReLU in place
+            return torch.baddbmm(out[..., d_mlp : d_mlp + d_vo], out[..., :d_mlp].relu_(), W_OU)
         pre, direct = out[..., :d_mlp], out[..., d_mlp : d_mlp + d_vo]  # [m B d_mlp], [m B d_vocab_out]
         return torch.baddbmm(direct, self.act(pre), W_OU)  # [m B d_vocab_out]
 
