@@ -1,0 +1,25 @@
+"""The benchmark scripts still run (tiny settings; their numbers are not checked here)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def run(script: str, *args: str) -> str:
+    done = subprocess.run([sys.executable, str(BENCH / script), *args], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+def test_time_to_grok_runs(tmp_path):
+    out = run("time_to_grok.py", "--preset", "tiny", "--set", "train.epochs=60", "--keep", str(tmp_path / "run"))
+    assert "tiny:" in out and ("first at epoch" in out or "not reached in 60 epochs" in out)
+    assert (tmp_path / "run" / "metrics.parquet").exists()
+
+
+def test_train_speed_runs():
+    out = run("train_speed.py", "--epochs", "10", "--warmup", "1", "--ens-epochs", "10", "--members", "1,2",
+              "--skip-trainer", "--threads", "1")
+    assert "speed-up fast / plain" in out and "fast ensemble" in out
