@@ -9,7 +9,7 @@ shared machine hits both alike; both start from the same initialisation, and the
 printed as a check that they train the same model. Then the fast engine trains stacked ensembles of
 N members (N = 1, 4, 8, and 64 on CUDA) for `--ens-epochs` epochs each. Unless --no-malloc-tune,
 glibc is asked to keep freed blocks (`keep_freed_memory`), which saves both engines a few ms of
-page faults per epoch on CPU.
+page faults per epoch on CPU, and both run with denormals flushed (`flush_denormals`), as the trainer does.
 
     python benchmarks/train_speed.py                     # CPU, 200 timed epochs each
     python benchmarks/train_speed.py --device cuda --epochs 500
@@ -24,7 +24,8 @@ import time
 import torch
 import torch.nn.functional as F
 
-from grokscope.engine.fast import FastEngine, keep_freed_memory
+from grokscope.cpu import flush_denormals, keep_freed_memory
+from grokscope.engine.fast import FastEngine
 from grokscope.models.transformer import make_transformer
 from grokscope.presets import get_preset
 from grokscope.tasks.modular import ModularTask
@@ -67,7 +68,7 @@ class PlainRun:
 class FastRun:
     """N stacked members (inits from seeds seed .. seed + N - 1) through FastEngine.logits."""
 
-    def __init__(self, cfg, task: ModularTask, device: torch.device, seed: int, members: int, gather: str) -> None:
+    def __init__(self, cfg, task: ModularTask, device: torch.device, seed: int, members: int) -> None:
         models = [
             make_transformer(cfg.model, task.d_vocab, task.d_vocab_out, task.n_ctx, seed + i) for i in range(members)
         ]
@@ -76,7 +77,7 @@ class FastRun:
             for name, _ in models[0].named_parameters()
         }
         self.members = members
-        self.engine = FastEngine(cfg.model, task, gather=gather)
+        self.engine = FastEngine(cfg.model, task)
         self.opt = adamw(list(self.params.values()), cfg)
         tr_labels = task.labels(task.train_idx).to(device)
         self.tr = task.tokens(task.train_idx).to(device)[None], tr_labels.repeat(members)  # tokens shared
@@ -119,7 +120,6 @@ def main() -> None:
     ap.add_argument("--ens-epochs", type=int, default=50, help="timed epochs per ensemble size")
     ap.add_argument("--members", default=None, help="ensemble sizes, e.g. 1,4,8 (default; 64 added on CUDA)")
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
-    ap.add_argument("--gather", default="auto", choices=["auto", "custom", "bag"], help="FastEngine row-sum")
     ap.add_argument("--skip-plain", action="store_true", help="only the fast engine")
     ap.add_argument("--skip-trainer", action="store_true", help="skip the end-to-end grokscope.train row")
     ap.add_argument("--no-malloc-tune", action="store_true", help="leave glibc's mmap / trim thresholds alone")
@@ -141,7 +141,7 @@ def main() -> None:
           f"{n_blocks * block} timed epochs, test loss every {block}")
 
     rows: list[tuple[str, int, int, float, list[float]]] = []
-    fast = FastRun(cfg, task, device, seed=0, members=1, gather=args.gather)
+    fast = FastRun(cfg, task, device, seed=0, members=1)
     plain = None if args.skip_plain else PlainRun(cfg, task, device, seed=0)
     runs = [r for r in (plain, fast) if r is not None]
     for run in runs:
@@ -161,7 +161,7 @@ def main() -> None:
     sizes = [int(s) for s in args.members.split(",")] if args.members else default_sizes
     ens_blocks = max(1, args.ens_epochs // block)
     for n in sizes:
-        run = FastRun(cfg, task, device, seed=0, members=n, gather=args.gather)
+        run = FastRun(cfg, task, device, seed=0, members=n)
         timed_block(run, min(args.warmup, 5), device)
         t = [timed_block(run, block, device) for _ in range(ens_blocks)]
         rows.append(("fast ensemble", n, ens_blocks * block, sum(t), t))
@@ -195,4 +195,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with flush_denormals():
+        main()

@@ -3,7 +3,8 @@
 Why one node: the obvious `logits.double().log_softmax(-1).gather(...)` records a cast, a
 log-softmax and a gather, and its backward zero-fills a [member batch vocab] float64 buffer,
 scatters into it, recomputes exp() in log_softmax's backward and casts back. Here the forward keeps
-the softmax it has already computed, and the backward is one product and one scatter:
+the unnormalised softmax it has already computed (in the cast's own buffer: shift, exp, sum, all in
+place), and the backward is one in-place product, one scatter and the cast back:
 
     loss[m]        = sum_b w[m, b] (logsumexp(x[m, b]) - x[m, b, y[m, b]]) / sum_b w[m, b]
     d x[m, b, :]   = g[m] w[m, b] / sum_b w[m, b] * (softmax(x[m, b]) - onehot(y[m, b]))
@@ -23,24 +24,24 @@ from torch.autograd.function import once_differentiable
 class _MaskedCE(torch.autograd.Function):
     @staticmethod
     def forward(ctx, logits: Tensor, labels: Tensor, mask: Tensor, dtype: torch.dtype) -> Tensor:  # type: ignore[override]
-        x = logits.to(dtype)  # [m B V]
-        top = x.amax(-1, keepdim=True)  # [m B 1]
-        p = (x - top).exp_()  # [m B V], unnormalised
-        z = p.sum(-1, keepdim=True)  # [m B 1]
-        ce = (top + z.log() - x.gather(-1, labels[..., None]))[..., 0]  # [m B]
+        x = logits.to(dtype, copy=True)  # [m B V]; a fresh buffer, so the passes below work in place
+        x.sub_(x.amax(-1, keepdim=True))  # shifted: logsumexp(x) - x_y is unchanged
+        picked = x.gather(-1, labels[..., None])[..., 0]  # [m B]
+        p = x.exp_()  # [m B V], unnormalised softmax
+        z = p.sum(-1)  # [m B]
         w = mask.to(dtype)
-        w_sum = w.sum(-1)  # [m]
-        if ctx.needs_input_grad[0]:  # evaluation (no grad) skips normalising and keeping the softmax
-            ctx.save_for_backward(p.div_(z), labels, w / w_sum[:, None])
+        w = w / w.sum(-1, keepdim=True)  # [m B]: each member's mean over its real examples
+        if ctx.needs_input_grad[0]:  # evaluation (no grad) keeps nothing
+            ctx.save_for_backward(p, z, labels, w)
             ctx.out_dtype = logits.dtype
-        return (ce * w).sum(-1) / w_sum
+        return ((z.log() - picked) * w).sum(-1)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, g: Tensor) -> tuple[Tensor | None, None, None, None]:  # type: ignore[override]
-        p, labels, w = ctx.saved_tensors
+        p, z, labels, w = ctx.saved_tensors
         scale = (w * g[:, None])[..., None]  # [m B 1]
-        grad = (p * scale).scatter_add_(-1, labels[..., None], -scale)  # [m B V]
+        grad = p.mul_(scale / z[..., None]).scatter_add_(-1, labels[..., None], -scale)  # softmax - onehot, in place
         return grad.to(ctx.out_dtype), None, None, None
 
 

@@ -15,6 +15,7 @@ are recomputed; on CPU a resumed run is bit-identical to an uninterrupted one.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import sys
@@ -30,6 +31,7 @@ from torch import Tensor
 
 import grokscope
 from grokscope.config import ConfigError, RunConfig
+from grokscope.cpu import flush_denormals, keep_freed_memory
 from grokscope.engine import select_engine
 from grokscope.io import RunDirError
 from grokscope.loss import masked_cross_entropy
@@ -212,7 +214,7 @@ class Trainer:
         meta = {
             "grokscope_version": grokscope.__version__, "torch_version": torch.__version__,
             "engine": self.engine.name, "device": str(self.device), "created": datetime.now().isoformat(timespec="seconds"),
-            "ensemble_size": self.n_members,
+            "ensemble_size": self.n_members, "cpu_flush_denormals": self.device.type == "cpu",
         }
         for store, cfg, task in zip(self.stores, self.cfgs, self.tasks):
             store.write_split(task.split_dict())
@@ -292,43 +294,14 @@ class Trainer:
 
     def run(self) -> list[Path]:
         tc = self.cfgs[0].train
-        if self.device.type == "cpu":  # reuse freed activation memory instead of page-faulting it in each step
-            from grokscope.engine.fast import keep_freed_memory
-
-            keep_freed_memory()
         bar = _progress(tc.progress, self.total_steps, self.start_step)
         t0 = time.perf_counter()
         try:
-            for step in range(self.start_step, self.total_steps + 1):
-                lr = lr_at(step, 1.0, self.cfgs[0].optim.warmup_steps) * self.lr
-                params = self.layout.views(self.flat)
-                state = TrainState(step, step // self.steps_per_epoch, params, lr[:, 0])
-                for cb in self.callbacks:
-                    cb.on_step_start(state)
-                if self.callbacks:  # fresh views: autograd refuses split() views written in place by a callback
-                    params = state.params = self.layout.views(self.flat)
-                training = step < self.total_steps
-                if training:
-                    tokens, labels, mask = self._batch(step)
-                    logits = self.engine.logits(params, tokens)
-                    loss = self._loss(logits, labels, mask)
-                    (grad,) = torch.autograd.grad(loss.sum(), self.flat)
-                    # one float64 sum per member: NaN / inf anywhere makes it non-finite, and float32 values
-                    # cannot overflow a float64 sum (one pass instead of isfinite's three)
-                    active = torch.isfinite(loss) & torch.isfinite(grad.sum(dim=1, dtype=torch.float64))
-                    if not bool(active.all()):  # before anything is written: a NaN never reaches a checkpoint
-                        self._nonfinite(step, active)
-                if step in self.eval_steps:
-                    reuse = training and self.full_batch  # this step's forward already measured the training set
-                    self._log_row(state, loss.detach() if reuse else None,
-                                  self._accuracy(logits.detach(), labels, mask) if reuse else None)
-                    bar.set_postfix(train_acc=f"{state.row['train_acc']:.3f}", test_acc=f"{state.row['test_acc']:.3f}", refresh=False)
-                if step in self.ckpt_steps:
-                    self._checkpoint(state)
-                if not training:
-                    break
-                self.opt.step(self.flat, grad, state.lr[:, None].to(self.flat.dtype), self.wd, None if bool(active.all()) else active)
-                bar.update(1)
+            with contextlib.ExitStack() as cpu:
+                if self.device.type == "cpu":  # see grokscope.cpu: 2x faster steps once the run has memorised
+                    keep_freed_memory()
+                    cpu.enter_context(flush_denormals())
+                state = self._loop(bar)
         finally:
             bar.close()
             for store in self.stores:
@@ -337,6 +310,40 @@ class Trainer:
         for cb in self.callbacks:
             cb.on_end(state)
         return [s.path for s in self.stores]
+
+    def _loop(self, bar) -> TrainState:
+        """Steps start_step .. total_steps; returns the last step's state."""
+        for step in range(self.start_step, self.total_steps + 1):
+            lr = lr_at(step, 1.0, self.cfgs[0].optim.warmup_steps) * self.lr
+            params = self.layout.views(self.flat)
+            state = TrainState(step, step // self.steps_per_epoch, params, lr[:, 0])
+            for cb in self.callbacks:
+                cb.on_step_start(state)
+            if self.callbacks:  # fresh views: autograd refuses split() views written in place by a callback
+                params = state.params = self.layout.views(self.flat)
+            training = step < self.total_steps
+            if training:
+                tokens, labels, mask = self._batch(step)
+                logits = self.engine.logits(params, tokens)
+                loss = self._loss(logits, labels, mask)
+                (grad,) = torch.autograd.grad(loss.sum(), self.flat)
+                # one float64 sum per member: NaN / inf anywhere makes it non-finite, and float32 values
+                # cannot overflow a float64 sum (one pass instead of isfinite's three)
+                active = torch.isfinite(loss) & torch.isfinite(grad.sum(dim=1, dtype=torch.float64))
+                if not bool(active.all()):  # before anything is written: a NaN never reaches a checkpoint
+                    self._nonfinite(step, active)
+            if step in self.eval_steps:
+                reuse = training and self.full_batch  # this step's forward already measured the training set
+                self._log_row(state, loss.detach() if reuse else None,
+                              self._accuracy(logits.detach(), labels, mask) if reuse else None)
+                bar.set_postfix(train_acc=f"{state.row['train_acc']:.3f}", test_acc=f"{state.row['test_acc']:.3f}", refresh=False)
+            if step in self.ckpt_steps:
+                self._checkpoint(state)
+            if not training:
+                break
+            self.opt.step(self.flat, grad, state.lr[:, None].to(self.flat.dtype), self.wd, None if bool(active.all()) else active)
+            bar.update(1)
+        return state
 
     def _log_row(self, state: TrainState, train_loss: Tensor | None, train_acc: Tensor | None) -> None:
         if train_loss is None:  # minibatch (or the final step): measure the whole training set

@@ -58,14 +58,13 @@ def grads(logits: torch.Tensor, params: dict, weight: torch.Tensor) -> list[torc
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
-@pytest.mark.parametrize("gather", ["custom", "bag"])
 @pytest.mark.parametrize("variant", list(VARIANTS))
-def test_forward_and_gradients_match_plain_model(variant: str, gather: str, dtype: torch.dtype) -> None:
+def test_forward_and_gradients_match_plain_model(variant: str, dtype: torch.dtype) -> None:
     cfg, task, model, params = setup(variant, dtype)
     m = params["embed.W_E"].shape[0]
     grid = torch.randperm(task.p**2, generator=torch.Generator().manual_seed(5))[: 3 * 40].view(m, 40)
     tokens = torch.stack([task.tokens(g) for g in grid])  # [member batch 3], different examples per member
-    fast = FastEngine(cfg, task, gather=gather).logits(params, tokens)
+    fast = FastEngine(cfg, task).logits(params, tokens)
     generic = GenericEngine(model).logits(params, tokens)
     assert fast.shape == (m, 40, task.d_vocab_out) and fast.dtype == dtype
     tol = TOL[dtype]
@@ -169,20 +168,17 @@ def test_fifty_adamw_steps_match_plain_training(dtype: torch.dtype) -> None:
     assert worst <= TOL[dtype], worst
 
 
-def test_padded_rows_and_relu_read_out_match_unpadded_autograd() -> None:
-    """The MLP path pads the table to a multiple of 16 columns; `_ReluReadOut` = split + relu + baddbmm autograd."""
-    from grokscope.engine.fast import _ReluReadOut
+def test_table_rows_are_padded_with_exact_zeros() -> None:
+    """With an MLP the table is [W_in | W_U] padded to a multiple of 16 columns, the pad exactly 0."""
+    from grokscope.engine.fast import _FastLogits
 
     cfg, task, _, params = setup("relu", torch.float64)
     eng = FastEngine(cfg, task)
-    table = eng._table(params, eng._query(params)[0])  # d_mlp 48 + d_vocab_out 23 = 71 columns -> 80
-    assert table.shape[-1] == 80 and table[:, 71:].abs().max() == 0 and table[:, :71].abs().min() > 0
-    gen = torch.Generator().manual_seed(3)
-    out = torch.randn(2, 9, 80, generator=gen, dtype=torch.float64).requires_grad_()  # [m B d_mlp + d_vocab_out + pad]
-    W_OU = torch.randn(2, 48, 23, generator=gen, dtype=torch.float64).requires_grad_()
-    g = torch.randn(2, 9, 23, generator=gen, dtype=torch.float64)
-    got = _ReluReadOut.apply(out, W_OU)
-    want = torch.baddbmm(out[..., 48:71], out[..., :48].relu(), W_OU)
-    assert rel_close(got, want, 1e-14)
-    for a, b in zip(torch.autograd.grad((got * g).sum(), [out, W_OU]), torch.autograd.grad((want * g).sum(), [out, W_OU])):
-        assert rel_close(a, b, 1e-14)
+    tokens = task.tokens(task.train_idx[:40])[None]
+    layout = eng._layout(tokens, 3, cfg.n_heads)
+    with torch.no_grad():
+        _, saved = eng._forward(params, layout, keep=True)
+    table = saved.table  # d_mlp 48 + d_vocab_out 23 = 71 columns -> 80
+    assert table.shape == (layout.n_table, 80) and table[:, 71:].abs().max() == 0 and table[:, :71].abs().min() > 0
+    assert saved.out.shape == (3 * 40, 80) and saved.out[:, 71:].abs().max() == 0
+    assert isinstance(eng.logits(params, tokens).grad_fn, _FastLogits._backward_cls)

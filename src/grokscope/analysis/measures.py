@@ -64,7 +64,7 @@ class KeyRule:
     """Parameters of the key-frequency rule (see module docstring)."""
 
     threshold: float = 0.85  # neuron share to count as single-frequency
-    share_floor: float = 0.01  # r_k must reach this ...
+    share_floor: float = 0.0  # r_k must reach this (an optional absolute floor) ...
     null_mult: float = 10.0  # ... and null_mult times the no-structure level 2 / (n^2 - 1)
     min_neurons: int | None = None  # None -> max(2, ceil(0.01 * d_mlp))
 

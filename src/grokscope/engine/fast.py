@@ -1,32 +1,29 @@
 """The fast engine: answer-position logits of a 1-layer, LayerNorm-free model from per-token tables.
 
-Same mathematics as `Transformer(...)(tokens)[:, -1]`, regrouped (docs/engine.md has the derivation).
-For an (x, y, =) task only position 2 reaches the logits, its query is a constant (token "=" at
-position 2) and the keys / values of positions 0 and 1 depend on (token, position) alone. Per member
-m, head h, position j in {0, 1} and token t (e_j(t) = W_E[t] + W_pos[j], r = W_E[=] + W_pos[2]):
+Same mathematics as `Transformer(...)(tokens)[:, -1]`, regrouped (docs/engine.md has the derivation),
+with the backward written out by hand. For an (x, y, =) task only position 2 reaches the logits,
+its query is a constant (token "=" at position 2) and the keys / values of positions 0 and 1 depend
+on (token, position) alone. Per member, head h, position j < 2 and token t, with the input rows
+E = [W_E; W_pos] (token t is row t, position j is row V + j) and r = W_E[=] + W_pos[2]:
 
-    q[h]         = (r W_Q[h] + b_Q[h]) / sqrt(d_head)                      # the one query
-    score_j(t)[h] = e_j(t) . (W_K[h] q[h]) + b_K[h] . q[h]                # tables [m V h]
-    a[b, h, :]   = softmax(score_0(x), score_1(y), score_2(=))            # [m batch h 3]
+    q[h]          = (r W_Q[h] + b_Q[h]) / sqrt(d_head)          u[h] = W_K[h] q[h]     # the one query
+    s             = E u^T                                        [V + 3, h]: every key score
+    a[b, j, h]    = softmax_j(s[t_j(b)] + s[V + j])              [B 3 h] (+ b_K . q, which softmax ignores)
 
-Because sum_j a_j = 1 per head, the attention output is v_2 plus a correction from positions 0, 1:
+Because sum_j a_j = 1 per head, the attention output is v_2 plus a correction from positions 0, 1,
+and everything after it is linear up to the MLP activation. With W_cat = [W_in | W_U | 0 pad]:
 
-    attn_out = sum_h v_2[h] W_O[h] + b_O + sum_{h, j<2} a[b, h, j] (v_j(t_j)[h] - v_2[h]) W_O[h]
+    U[h, j, t]    = v(t)[h] + v(V + j)[h] - v_2[h]               v = E W_V: [h, 2, V, d_head]
+    D[h, j, t]    = U[h, j, t] (W_O[h] W_cat)                    table rows [h 2 V W]
+    C             = (r + b_O + sum_h (v_2[h] + b_V[h]) W_O[h]) W_cat + [b_in | b_out W_U + b_U | 0]
+    [pre | direct] = C + sum_{j<2, h} a[b, j, h] D[h, j, t_j(b)]   # a weighted sum of 2H + 1 rows
+    logits        = direct + act(pre) (W_out W_U)                # one [d_mlp, d_vocab_out] matmul
 
-and everything after it is linear up to the MLP activation, so with W_cat = [W_in | W_U]:
-
-    D[j, h, t]   = (v_j(t)[h] - v_2[h]) W_O[h] W_cat                      # [m 2 h V d_mlp+d_vocab_out]
-    C            = (r + b_O + sum_h v_2[h] W_O[h]) W_cat + [b_in | b_out W_U + b_U]
-    [pre | direct] = C + sum_{j<2, h} a[b, j, h] D[j, h, t_j(b)]          # a weighted sum of 2H rows
-    logits       = direct + act(pre) (W_out W_U)                           # one [d_mlp, d_vocab_out] matmul
-
-(attn_only: W_cat = W_U and logits = direct.) The weighted row sum is a sparse [batch, rows] x
-[rows, width] product with K = 2 * n_heads + 1 non-zeros per example (the last is C, weight 1):
-`_RowSum` runs it as `F.embedding_bag` forward with a hand-written backward (3x faster on CPU than
-embedding_bag's own). With an MLP the table rows are zero-padded to a multiple of 16 floats (`FastEngine._table`)
-and ReLU models read out through `_ReluReadOut` (one autograd node, one gradient buffer). Cost per
-example: 2H + 1 table rows of width W, plus the [d_mlp] x [d_mlp, d_vocab_out] matmul, against
-[3 positions] x [d_model, d_mlp] x 2 + ... in the plain model; the tables themselves cost O(H V d_head W) per step, independent of the batch.
+(attn_only: W_cat = W_U and logits = direct.) The weighted row sum runs as `F.embedding_bag`; its
+backward is an embedding_bag over the transposed index (d table) and `torch.sparse.sampled_addmm`
+(d a). `_FastLogits` is one autograd node for the whole map from parameters to logits: its backward
+is the chain rule written out (`FastEngine._backward`), which saves the ~150 small autograd ops and
+broadcast reductions that a recorded graph of the same forward costs every step.
 """
 
 from __future__ import annotations
@@ -34,7 +31,7 @@ from __future__ import annotations
 import logging
 import math
 import warnings
-from typing import Literal
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -45,36 +42,36 @@ from grokscope.config import ModelConfig
 
 log = logging.getLogger(__name__)
 
-Gather = Literal["auto", "custom", "bag"]
+ATTN = "blocks.0.attn."
+MLP = "blocks.0.mlp."
 
 
 class _Layout:
-    """Which table rows each example reads, for one tokens tensor; the transposed index on demand.
+    """Which rows each example reads, for one tokens tensor; the transposed index on demand.
 
-    Example (member m, example b) reads rows m * R + (j * H + h) * V + t_j(b) for every position
-    j < 2 and head h, then row m * R + R - 1 (the constant C): K = 2 H + 1 entries per example.
+    Table rows, per member i of m: D rows ((i H + h) 2 + j) V + t, then the m constant rows C at
+    m 2 H V + i (all D rows first, so the D block and the C block are each one contiguous tensor).
+    Example b of member i reads D[h, j, t_j(b)] for j < 2 and every head h (entry k = j H + h), then
+    C[i]: K = 2 H + 1 entries. `score_idx` picks s[t_j(b)] for j = 0, 1, 2 from the stacked [m (V+3) h].
     """
 
     def __init__(self, tokens: Tensor, n_heads: int, d_vocab: int) -> None:
         m, b, _ = tokens.shape
         dev = tokens.device
-        self.k = 2 * n_heads + 1
-        self.rows_per_member = 2 * n_heads * d_vocab + 1
+        H, V = n_heads, d_vocab
+        self.k = 2 * H + 1
         self.n = m * b
-        self.n_table = m * self.rows_per_member
-        member = torch.arange(m, device=dev) * self.rows_per_member  # [member]
-        slot = (torch.arange(2 * n_heads, device=dev) * d_vocab).view(2, n_heads)  # [2 head]
-        cols = member.view(m, 1, 1, 1) + slot + tokens[..., :2, None]  # [member batch 2 head]
-        const = (member + self.rows_per_member - 1).view(m, 1, 1).expand(m, b, 1)
-        self.col = torch.cat([cols.reshape(m, b, 2 * n_heads), const], -1).view(self.n, self.k)  # [n K]
+        self.n_d = m * 2 * H * V  # D rows of all members
+        self.n_table = self.n_d + m
+        member = torch.arange(m, device=dev).view(m, 1, 1, 1)
+        heads = torch.arange(H, device=dev).view(1, 1, H)
+        pos = torch.arange(2, device=dev).view(1, 2, 1)
+        cols = ((member * H + heads) * 2 + pos) * V + tokens[..., :2, None]  # [m b 2 H]
+        const = (self.n_d + torch.arange(m, device=dev)).view(m, 1, 1).expand(m, b, 1)
+        self.col = torch.cat([cols.reshape(m, b, 2 * H), const], -1).view(self.n, self.k)  # [n K]
+        self.score_idx = (tokens + torch.arange(m, device=dev).view(m, 1, 1) * (V + 3)).reshape(-1)  # [m*b*3]
         self._t: tuple[Tensor, Tensor, Tensor] | None = None
-        self._crow: Tensor | None = None
-
-    def crow(self) -> Tensor:
-        """CSR row pointers of the [n, rows] weight matrix (K entries per row)."""
-        if self._crow is None:
-            self._crow = torch.arange(0, self.n * self.k + 1, self.k, device=self.col.device)
-        return self._crow
+        self._pattern: Tensor | None = None
 
     def transpose(self) -> tuple[Tensor, Tensor, Tensor]:
         """(order, example, offsets): entries sorted by table row, the example of each, bag starts."""
@@ -86,218 +83,290 @@ class _Layout:
             self._t = (order, torch.div(order, self.k, rounding_mode="floor"), offsets)
         return self._t
 
+    def pattern(self, like: Tensor) -> Tensor:
+        """The [n, n_table] CSR pattern (values 0, `like`'s dtype) of the attention weights' entries.
 
-class _RowSum(torch.autograd.Function):
-    """out[n] = sum_k w[n, k] table[col[n, k]] ([n W]) with a backward cheaper than embedding_bag's.
-
-    d table[r] = sum_{(n, k): col[n, k] = r} w[n, k] g[n]: an embedding_bag over g with the
-    transposed index (one bag per table row); d w[n, k] = g[n] . table[col[n, k]]: g @ table^T
-    sampled at the non-zeros of the [n, rows] matrix of weights (`torch.sparse.sampled_addmm`).
-    """
-
-    @staticmethod
-    def forward(ctx, w: Tensor, table: Tensor, layout: _Layout) -> Tensor:  # type: ignore[override]
-        ctx.layout = layout
-        ctx.save_for_backward(w, table)
-        return F.embedding_bag(layout.col, table, per_sample_weights=w, mode="sum")  # [n W]
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, g: Tensor) -> tuple[Tensor | None, Tensor | None, None]:  # type: ignore[override]
-        w, table = ctx.saved_tensors
-        lay: _Layout = ctx.layout
-        g = g.contiguous()
-        d_w = d_table = None
-        if ctx.needs_input_grad[1]:
-            order, example, offsets = lay.transpose()
-            d_table = F.embedding_bag(
-                example, g, offsets=offsets, per_sample_weights=w.reshape(-1)[order], mode="sum"
-            )  # [rows W]
-        if ctx.needs_input_grad[0]:
+        The C entry (weight 1, a constant) is left out: its "gradient" is never needed.
+        """
+        if self._pattern is None or self._pattern.dtype != like.dtype:
+            k = self.k - 1
             with warnings.catch_warnings():  # "sparse CSR support is in beta" (once per process)
                 warnings.simplefilter("ignore")
-                pattern = torch.sparse_csr_tensor(
-                    lay.crow(), lay.col.reshape(-1), torch.zeros_like(w).reshape(-1), (lay.n, lay.n_table),
-                    check_invariants=False,
-                )
-            d_w = torch.sparse.sampled_addmm(pattern, g, table.t()).values().view(lay.n, lay.k)  # [n K]
-        return d_w, d_table, None
+                crow = torch.arange(0, self.n * k + 1, k, device=self.col.device)
+                zeros = torch.zeros(self.n * k, dtype=like.dtype, device=like.device)
+                self._pattern = torch.sparse_csr_tensor(crow, self.col[:, :k].reshape(-1), zeros, (self.n, self.n_table),
+                                                        check_invariants=False)
+        return self._pattern
 
 
-class _ReluReadOut(torch.autograd.Function):
-    """logits = direct + relu(pre) @ W_OU from the whole row-sum output out = [pre | direct | pad].
+class _Saved(NamedTuple):
+    """Forward intermediates the hand-written backward reads (m members, B examples, H heads)."""
 
-    out [m B d_mlp + d_vocab_out + pad], W_OU [m d_mlp d_vocab_out] -> logits [m B d_vocab_out]. With
-    g = d logits and act = relu(pre):
+    E: Tensor  # [m V+3 d]: W_E rows then W_pos rows
+    r: Tensor  # [m d]
+    q: Tensor  # [m H e], scaled
+    u: Tensor  # [m H d]
+    a: Tensor  # [m B 3 H] attention of the answer position
+    w: Tensor  # [m*B K] row-sum weights
+    W_cat: Tensor  # [m d W]
+    W_OC: Tensor  # [m H*e W]
+    U: Tensor  # [m*H 2V e]
+    v2: Tensor  # [m H e]: v_2 + b_V
+    resid: Tensor  # [m d]: the constant part of the answer-position residual
+    table: Tensor  # [n_table W]
+    out: Tensor | None  # [m*B W]: the row sum, ReLU applied in place to its pre block
+    W_OU: Tensor | None  # [m d_mlp d_vocab_out]
 
-        d out  = [ (g W_OU^T) * (pre > 0) | g | 0 ]     [m B W + pad]: one buffer, masked in place
-        d W_OU = act^T g = (g^T act)^T                  [m d_mlp d_vocab_out]
 
-    `out` may carry zero pad columns after direct (`FastEngine._table`), whose gradient is 0. Compared with
-    autograd through split / relu / baddbmm: no [m B d_mlp] temporary, no cat, one threshold pass
-    fewer. GELU keeps the autograd path.
-    """
+class _FastLogits(torch.autograd.Function):
+    """One autograd node: parameters (in `names` order) -> logits [m B d_vocab_out]."""
 
     @staticmethod
-    def forward(ctx, out: Tensor, W_OU: Tensor) -> Tensor:  # type: ignore[override]
-        d_mlp, d_vo = W_OU.shape[1:]
-        act = torch.relu(out[..., :d_mlp])  # [m B d_mlp]
-        ctx.save_for_backward(act, W_OU)
-        ctx.width = out.shape[-1]
-        return torch.baddbmm(out[..., d_mlp : d_mlp + d_vo], act, W_OU)  # [m B d_vocab_out]
+    def forward(ctx, engine: "FastEngine", layout: _Layout, names: tuple[str, ...], *tensors: Tensor) -> Tensor:  # type: ignore[override]
+        P = dict(zip(names, tensors))
+        logits, saved = engine._forward(P, layout, keep=True)
+        ctx.engine, ctx.layout, ctx.names, ctx.saved = engine, layout, names, saved
+        ctx.save_for_backward(*tensors)  # version checks: the parameters must not change before backward
+        return logits
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, g: Tensor) -> tuple[Tensor | None, Tensor | None]:  # type: ignore[override]
-        act, W_OU = ctx.saved_tensors
-        m, B, d_mlp = act.shape
-        d_vo = g.shape[-1]
-        d_out = d_W_OU = None
-        if ctx.needs_input_grad[0]:
-            d_out = g.new_empty(m, B, ctx.width)  # [m B W + pad]
-            d_pre = d_out[..., :d_mlp]  # [m B d_mlp], rows 64-byte aligned (see FastEngine._table)
-            for i in range(m):  # mm writes the strided block in place (bmm's out= would copy)
-                torch.mm(g[i], W_OU[i].t(), out=d_pre[i])
-            torch.ops.aten.threshold_backward.grad_input(d_pre, act, 0, grad_input=d_pre)  # *= (pre > 0), in place
-            d_out[..., d_mlp : d_mlp + d_vo].copy_(g)
-            d_out[..., d_mlp + d_vo :].zero_()  # the pad columns
-        if ctx.needs_input_grad[1]:
-            # as (g^T act)^T: MKL runs this [d_vocab_out B] x [B d_mlp] product ~15 % faster than act^T g
-            d_W_OU = torch.bmm(g.transpose(1, 2), act).transpose(1, 2)  # [m d_mlp d_vocab_out]
-        return d_out, d_W_OU
+    def backward(ctx, g: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        P = dict(zip(ctx.names, ctx.saved_tensors))
+        grads = ctx.engine._backward(P, ctx.layout, ctx.saved, g.contiguous())
+        ctx.saved = None
+        need = ctx.needs_input_grad[3:]
+        return (None, None, None, *[grads[n] if ok else None for n, ok in zip(ctx.names, need)])
 
 
 class FastEngine:
     """Answer-position logits of a 1-layer, LayerNorm-free transformer on (x, y, =) tokens.
 
-    `gather` picks how the weighted row sum runs: `custom` (`_RowSum`: embedding_bag forward with
-    a transposed-index backward, the fastest measured on CPU), `bag` (plain `F.embedding_bag`
-    autograd), or `auto` (= custom). Tokens at position 2 must be the task's "=" token and tokens
-    at positions 0, 1 must lie in [0, d_vocab); both are checked whenever a new tokens tensor is
-    seen. The index is cached per tokens tensor (by identity and version), so a trainer that passes
-    the same tensor every step builds it, and checks it, once.
+    Tokens at position 2 must be the task's "=" token and tokens at positions 0, 1 must lie in
+    [0, d_vocab); both are checked whenever a new tokens tensor is seen. The index is cached per
+    tokens tensor (by identity and version), so a trainer that passes the same tensor every step
+    builds it, and checks it, once.
     """
 
     name = "fast"
 
-    def __init__(self, model_cfg: ModelConfig, task, gather: Gather = "auto") -> None:
+    def __init__(self, model_cfg: ModelConfig, task) -> None:
         if model_cfg.n_layers != 1:
             raise ValueError(f"FastEngine needs model.n_layers == 1 (got {model_cfg.n_layers})")
         if model_cfg.normalization is not None:
             raise ValueError("FastEngine needs model.normalization = null")
         if getattr(task, "n_ctx", None) != 3 or not hasattr(task, "eq_token"):
             raise ValueError("FastEngine needs an (x, y, =) task with n_ctx 3 and an eq_token")
-        if gather not in ("auto", "custom", "bag"):
-            raise ValueError(f"gather must be auto, custom or bag (got {gather!r})")
         self.cfg = model_cfg
         self.eq = int(task.eq_token)
         self.d_vocab = int(task.d_vocab)
-        self.act = F.relu if model_cfg.act_fn == "relu" else F.gelu
+        self.relu = model_cfg.act_fn == "relu"
         self.scale = 1.0 / math.sqrt(model_cfg.d_head)
-        self.gather = gather
         self._layouts: list[tuple[Tensor, tuple[int, int, int], _Layout]] = []  # most recent first
 
     # -- the engine contract ----------------------------------------------------------------------
     def logits(self, params: dict[str, Tensor], tokens: Tensor) -> Tensor:
         """params: {name: [member, *shape]}, tokens: [member batch 3] -> [member batch d_vocab_out]."""
         m = params["embed.W_E"].shape[0]
-        H = params["blocks.0.attn.W_Q"].shape[1]
-        layout = self._layout(tokens, m, H)  # cached per tokens tensor
-        if tokens.shape[0] != m:  # one token set shared by every member
-            tokens = tokens.expand(m, -1, -1)
-        B = tokens.shape[1]
-        r, q = self._query(params)  # [m d], [m h e]
-        table = self._table(params, r)  # [m*R W (+ pad)]
-        a = self._scores(params, q, tokens).softmax(2)  # [m B 3 h]
-        w = torch.cat([a[:, :, :2].reshape(m, B, 2 * H), a.new_ones(m, B, 1)], -1).view(m * B, 2 * H + 1)
-        if self.gather == "bag":
-            out = F.embedding_bag(layout.col, table, per_sample_weights=w, mode="sum")  # [m*B W]
-        else:
-            out = _RowSum.apply(w, table, layout)  # [m*B W]
-        out = out.view(m, B, -1)  # [m B W]
-        if self.cfg.attn_only:
-            return out
-        W_out, W_U = params["blocks.0.mlp.W_out"], params["unembed.W_U"]
-        W_OU = torch.bmm(W_out, W_U)  # [m d_mlp d_vocab_out]
-        d_mlp, d_vo = W_OU.shape[1:]
-        if self.cfg.act_fn == "relu" and torch.is_grad_enabled():
-            return _ReluReadOut.apply(out, W_OU)  # [m B d_vocab_out]
-        if self.cfg.act_fn == "relu":  # evaluation: nothing is kept for a backward, so ReLU in place
-            return torch.baddbmm(out[..., d_mlp : d_mlp + d_vo], out[..., :d_mlp].relu_(), W_OU)
-        pre, direct = out[..., :d_mlp], out[..., d_mlp : d_mlp + d_vo]  # [m B d_mlp], [m B d_vocab_out]
-        return torch.baddbmm(direct, self.act(pre), W_OU)  # [m B d_vocab_out]
+        layout = self._layout(tokens, m, params[ATTN + "W_Q"].shape[1])
+        names = tuple(params)
+        tensors = tuple(params.values())
+        if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
+            return _FastLogits.apply(self, layout, names, *tensors)
+        return self._forward(params, layout, keep=False)[0]
 
-    # -- pieces -----------------------------------------------------------------------------------
-    def _query(self, params: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
-        """Residual r = W_E[=] + W_pos[2] [m d] and the scaled query q [m h e] at position 2."""
-        r = params["embed.W_E"][:, self.eq] + params["pos_embed.W_pos"][:, 2]  # [m d]
-        q = torch.einsum("md,mhde->mhe", r, params["blocks.0.attn.W_Q"])  # [m h e]
-        b_Q = params.get("blocks.0.attn.b_Q")
-        if b_Q is not None:
-            q = q + b_Q
-        return r, q * self.scale
-
-    def _scores(self, params: dict[str, Tensor], q: Tensor, tokens: Tensor) -> Tensor:
-        """Attention scores of the answer position on keys 0, 1, 2: [m B 3 h]."""
-        W_E, W_pos, W_K = params["embed.W_E"], params["pos_embed.W_pos"], params["blocks.0.attn.W_K"]
-        m, V, _ = W_E.shape
-        u = torch.einsum("mhde,mhe->mdh", W_K, q)  # [m d h]: q . k_j(t) = e_j(t) . (W_K q)
-        s_tok = torch.bmm(W_E, u)  # [m V h]
-        s_pos = torch.bmm(W_pos, u)  # [m 3 h]
-        b_K = params.get("blocks.0.attn.b_K")
-        if b_K is not None:  # the same for every key, so softmax ignores it; kept for exactness
-            s_pos = s_pos + torch.einsum("mhe,mhe->mh", b_K, q)[:, None]
-        idx = tokens[..., :2] + (torch.arange(m, device=tokens.device) * V).view(m, 1, 1)  # [m B 2]
-        # index_select: its backward (index_add_) is 3x cheaper than F.embedding's here
-        s01 = s_tok.reshape(m * V, -1).index_select(0, idx.reshape(-1)).view(*idx.shape, -1)  # [m B 2 h]
-        s01 = s01 + s_pos[:, None, :2]
-        s2 = (s_tok[:, self.eq] + s_pos[:, 2])[:, None, None]  # [m 1 1 h]
-        return torch.cat([s01, s2.expand(m, tokens.shape[1], 1, -1)], 2)  # [m B 3 h]
-
-    def _table(self, params: dict[str, Tensor], r: Tensor) -> Tensor:
-        """Rows D[j, h, t] (position j < 2, head h, token t) then C: [m * (2 H V + 1), W (+ pad)].
-
-        D[j, h, t] = T[h, t] + P[j, h] with T[h, t] = W_E[t] W_V[h] W_OC[h] (shared by both
-        positions) and P[j, h] = (W_pos[j] W_V[h] - v_2[h]) W_OC[h]: half the products of
-        computing (v_j(t) - v_2) W_OC for each j. With an MLP, W_cat gets zero columns up to a
-        multiple of 16 floats (64-byte rows), so the table and the row-sum output come out padded:
-        MKL writes the gradient's [B d_mlp] block in place ~1 ms faster than at row stride 625.
-        """
-        W_E, W_pos = params["embed.W_E"], params["pos_embed.W_pos"]
-        W_V, W_O = params["blocks.0.attn.W_V"], params["blocks.0.attn.W_O"]
+    # -- forward ----------------------------------------------------------------------------------
+    def _forward(self, P: dict[str, Tensor], lay: _Layout, keep: bool) -> tuple[Tensor, _Saved | None]:
+        W_E, W_pos = P["embed.W_E"], P["pos_embed.W_pos"]
+        W_Q, W_K, W_V, W_O = P[ATTN + "W_Q"], P[ATTN + "W_K"], P[ATTN + "W_V"], P[ATTN + "W_O"]
+        W_U = P["unembed.W_U"]
         m, V, d = W_E.shape
-        H, e = W_V.shape[1], W_V.shape[3]
-        W_U = params["unembed.W_U"]  # [m d d_vocab_out]
-        b_U = params.get("unembed.b_U")
-        if self.cfg.attn_only:
-            W_cat, bias = W_U, b_U  # [m d W]
-        else:
-            width = self.cfg.d_mlp + W_U.shape[-1]
-            pad = W_U.new_zeros(m, d, (-width) % 16)
-            W_cat = torch.cat([params["blocks.0.mlp.W_in"], W_U, pad], -1)  # [m d W + pad]
-            b_dir = torch.einsum("md,mdv->mv", params["blocks.0.mlp.b_out"], W_U)  # [m d_vocab_out]
-            if b_U is not None:
-                b_dir = b_dir + b_U
-            bias = torch.cat([params["blocks.0.mlp.b_in"], b_dir, pad[:, 0]], -1)  # [m W + pad]
-        W = W_cat.shape[-1]
-        W_OC = torch.bmm(W_O.reshape(m, H * e, d), W_cat).view(m * H, e, W)  # [m*h e W]
-        v_tok = torch.einsum("mvd,mhde->mhve", W_E, W_V)  # [m h V e]
-        v_pos = torch.einsum("mjd,mhde->mhje", W_pos, W_V)  # [m h 3 e]
-        v_eq = v_tok[:, :, self.eq] + v_pos[:, :, 2]  # [m h e]: v_2 without b_V
-        T = torch.bmm(v_tok.reshape(m * H, V, e), W_OC).view(m, 1, H, V, W)
-        P = torch.bmm((v_pos[:, :, :2] - v_eq[:, :, None]).reshape(m * H, 2, e), W_OC)  # b_V cancels
-        D = T + P.view(m, H, 2, W).transpose(1, 2).contiguous()[:, :, :, None]  # [m 2 h V W], contiguous
-        b_V = params.get("blocks.0.attn.b_V")
-        v2 = v_eq if b_V is None else v_eq + b_V  # [m h e]
-        resid = r + torch.einsum("mhe,mhed->md", v2, W_O)  # [m d]: r + all attention on position 2
-        b_O = params.get("blocks.0.attn.b_O")
-        if b_O is not None:
-            resid = resid + b_O
-        C = torch.bmm(resid[:, None], W_cat)  # [m 1 W]
-        if bias is not None:
-            C = C + bias[:, None]
-        return torch.cat([D.view(m, 2 * H * V, W), C], 1).view(-1, W)  # [m*R W]
+        H, e = W_Q.shape[1], W_Q.shape[3]
+        B = lay.n // m
 
+        # scores of the one query on every key
+        E = torch.cat([W_E, W_pos], 1)  # [m V+3 d]
+        r = W_E[:, self.eq] + W_pos[:, 2]  # [m d]
+        q = torch.matmul(r[:, None, None], W_Q)[:, :, 0]  # [m H e]
+        if ATTN + "b_Q" in P:
+            q = q + P[ATTN + "b_Q"]
+        q = q * self.scale
+        u = torch.matmul(W_K, q[..., None])[..., 0]  # [m H d]
+        s = torch.bmm(E, u.transpose(1, 2))  # [m V+3 H]
+        scores = s.reshape(-1, H).index_select(0, lay.score_idx).view(m, B, 3, H) + s[:, None, V:]
+        if ATTN + "b_K" in P:  # the same for every key, so softmax ignores it; kept for exactness
+            scores = scores + (P[ATTN + "b_K"] * q).sum(-1)[:, None, None]
+        a = scores.softmax(2)  # [m B 3 H]
+        w = torch.cat([a[:, :, :2].reshape(m, B, 2 * H), a.new_ones(m, B, 1)], -1).view(lay.n, lay.k)
+
+        # the table: D rows then C rows, written in place into one buffer
+        W_cat, bias = self._w_cat(P)  # [m d W], [m W] or None
+        Wd = W_cat.shape[-1]
+        W_OC = torch.bmm(W_O.reshape(m, H * e, d), W_cat)  # [m H*e W]
+        v = torch.matmul(E[:, None], W_V)  # [m H V+3 e]
+        v2 = v[:, :, self.eq] + v[:, :, V + 2]  # [m H e]: v_2 without b_V
+        U = (v[:, :, None, :V] + (v[:, :, V : V + 2] - v2[:, :, None])[:, :, :, None]).reshape(m * H, 2 * V, e)
+        table = W_cat.new_empty(lay.n_table, Wd)
+        torch.bmm(U, W_OC.view(m * H, e, Wd), out=table[: lay.n_d].view(m * H, 2 * V, Wd))
+        if ATTN + "b_V" in P:
+            v2 = v2 + P[ATTN + "b_V"]
+        resid = r + torch.bmm(v2.reshape(m, 1, H * e), W_O.reshape(m, H * e, d))[:, 0]  # [m d]
+        if ATTN + "b_O" in P:
+            resid = resid + P[ATTN + "b_O"]
+        C = table[lay.n_d :].view(m, 1, Wd)
+        if bias is None:
+            torch.bmm(resid[:, None], W_cat, out=C)
+        else:
+            torch.baddbmm(bias[:, None], resid[:, None], W_cat, out=C)
+
+        out = F.embedding_bag(lay.col, table, per_sample_weights=w, mode="sum")  # [m*B W]
+        W_OU = None
+        if self.cfg.attn_only:
+            logits = out.view(m, B, Wd)[..., : W_U.shape[-1]]
+        else:
+            d_mlp, d_vo = self.cfg.d_mlp, W_U.shape[-1]
+            W_OU = torch.bmm(P[MLP + "W_out"], W_U)  # [m d_mlp d_vocab_out]
+            pre = out.view(m, B, Wd)[..., :d_mlp]
+            act = pre.relu_() if self.relu else F.gelu(pre)  # ReLU in place: the backward needs only act > 0
+            logits = torch.baddbmm(out.view(m, B, Wd)[..., d_mlp : d_mlp + d_vo], act, W_OU)
+        if not keep:
+            return logits, None
+        return logits, _Saved(E, r, q, u, a, w, W_cat, W_OC, U, v2, resid, table, out, W_OU)
+
+    def _w_cat(self, P: dict[str, Tensor]) -> tuple[Tensor, Tensor | None]:
+        """[W_in | W_U | 0] [m d W] and its bias row [b_in | b_out W_U + b_U | 0] [m W] (None: no bias).
+
+        With an MLP the width is padded with zero columns to a multiple of 16 floats, so table rows
+        and the row-sum output are 64-byte aligned (MKL writes the [B d_mlp] gradient block into
+        the padded buffer as fast as into a contiguous one; at row stride 625 it was ~1 ms slower).
+        """
+        W_U = P["unembed.W_U"]
+        b_U = P.get("unembed.b_U")
+        if self.cfg.attn_only:
+            return W_U, b_U
+        m, d, d_vo = W_U.shape
+        d_mlp = self.cfg.d_mlp
+        Wd = d_mlp + d_vo + (-(d_mlp + d_vo)) % 16
+        W_cat = W_U.new_zeros(m, d, Wd)
+        W_cat[..., :d_mlp] = P[MLP + "W_in"]
+        W_cat[..., d_mlp : d_mlp + d_vo] = W_U
+        bias = W_U.new_zeros(m, Wd)
+        bias[:, :d_mlp] = P[MLP + "b_in"]
+        b_dir = torch.bmm(P[MLP + "b_out"][:, None], W_U)[:, 0]  # [m d_vocab_out]
+        bias[:, d_mlp : d_mlp + d_vo] = b_dir if b_U is None else b_dir + b_U
+        return W_cat, bias
+
+    # -- backward ---------------------------------------------------------------------------------
+    def _backward(self, P: dict[str, Tensor], lay: _Layout, S: _Saved, g: Tensor) -> dict[str, Tensor]:
+        """d logits [m B d_vocab_out] -> {name: d param}: the chain rule through `_forward`, step by step back."""
+        W_E, W_O, W_V, W_Q, W_K = P["embed.W_E"], P[ATTN + "W_O"], P[ATTN + "W_V"], P[ATTN + "W_Q"], P[ATTN + "W_K"]
+        W_U = P["unembed.W_U"]
+        m, V, d = W_E.shape
+        H, e = W_Q.shape[1], W_Q.shape[3]
+        B = lay.n // m
+        Wd = S.W_cat.shape[-1]
+        d_vo = W_U.shape[-1]
+        G: dict[str, Tensor] = {}
+
+        # read-out: d out = [d pre | g | 0], d W_OU = act^T g
+        if self.cfg.attn_only:
+            d_out = g.new_zeros(m, B, Wd)
+            d_out[..., :d_vo] = g
+            d_W_U = 0
+        else:
+            d_mlp = self.cfg.d_mlp
+            out = S.out.view(m, B, Wd)
+            d_out = g.new_empty(m, B, Wd)
+            d_pre = d_out[..., :d_mlp]
+            for i in range(m):  # mm writes the strided block in place (bmm's out= would copy)
+                torch.mm(g[i], S.W_OU[i].t(), out=d_pre[i])
+            if self.relu:  # out's pre block holds relu(pre): zero where it is 0
+                torch.ops.aten.threshold_backward.grad_input(d_pre, out[..., :d_mlp], 0, grad_input=d_pre)
+                act = out[..., :d_mlp]
+            else:
+                pre = out[..., :d_mlp]
+                d_pre.copy_(torch.ops.aten.gelu_backward(d_pre, pre))
+                act = F.gelu(pre)
+            d_out[..., d_mlp : d_mlp + d_vo] = g
+            d_out[..., d_mlp + d_vo :] = 0
+            # as (g^T act)^T: MKL runs this [d_vocab_out B] x [B d_mlp] product ~15 % faster than act^T g
+            d_W_OU = torch.bmm(g.transpose(1, 2), act).transpose(1, 2)  # [m d_mlp d_vocab_out]
+            G[MLP + "W_out"] = torch.bmm(d_W_OU, W_U.transpose(1, 2))
+            d_W_U = torch.bmm(P[MLP + "W_out"].transpose(1, 2), d_W_OU)
+        d_out = d_out.view(lay.n, Wd)
+
+        # the weighted row sum: d table (transposed embedding_bag) and d w (sampled products)
+        order, example, offsets = lay.transpose()
+        d_table = F.embedding_bag(example, d_out, offsets=offsets, per_sample_weights=S.w.reshape(-1)[order], mode="sum")
+        d_a01 = torch.sparse.sampled_addmm(lay.pattern(d_out), d_out, S.table.t()).values()  # [n*2H]: d w without C
+
+        # C row: bias and the constant residual
+        d_C = d_table[lay.n_d :]  # [m W]
+        d_W_cat = S.resid[:, :, None] * d_C[:, None]  # [m d W]
+        d_resid = torch.bmm(d_C[:, None], S.W_cat.transpose(1, 2))[:, 0]  # [m d]
+        if ATTN + "b_O" in P:
+            G[ATTN + "b_O"] = d_resid
+        d_v2 = torch.bmm(d_resid[:, None], W_O.reshape(m, H * e, d).transpose(1, 2)).view(m, H, e)
+        G[ATTN + "W_O"] = (S.v2.reshape(m, H * e, 1) * d_resid[:, None]).view(m, H, e, d)
+        if ATTN + "b_V" in P:
+            G[ATTN + "b_V"] = d_v2
+        if self.cfg.attn_only:
+            if "unembed.b_U" in P:
+                G["unembed.b_U"] = d_C[:, :d_vo]
+        else:
+            d_dir = d_C[:, d_mlp : d_mlp + d_vo]  # the bias row's [b_out W_U + b_U] part
+            G[MLP + "b_in"] = d_C[:, :d_mlp]
+            G[MLP + "b_out"] = torch.bmm(d_dir[:, None], W_U.transpose(1, 2))[:, 0]
+            d_W_U = d_W_U + P[MLP + "b_out"][:, :, None] * d_dir[:, None]
+            if "unembed.b_U" in P:
+                G["unembed.b_U"] = d_dir
+
+        # D rows: D = U W_OC per head
+        d_D = d_table[: lay.n_d].view(m * H, 2 * V, Wd)
+        d_W_OC = torch.bmm(S.U.transpose(1, 2), d_D).view(m, H * e, Wd)
+        d_U = torch.bmm(d_D, S.W_OC.view(m * H, e, Wd).transpose(1, 2)).view(m, H, 2, V, e)
+        d_v = W_E.new_zeros(m, H, V + 3, e)  # d (E W_V)
+        d_v[:, :, :V] = d_U.sum(2)
+        d_v[:, :, V : V + 2] = d_U.sum(3)
+        d_v2_all = d_v2 - d_v[:, :, V : V + 2].sum(2)  # v_2 enters U with a minus sign and resid with a plus
+        d_v[:, :, self.eq] += d_v2_all
+        d_v[:, :, V + 2] += d_v2_all
+        G[ATTN + "W_O"] += torch.bmm(d_W_OC, S.W_cat.transpose(1, 2)).view(m, H, e, d)
+        d_W_cat += torch.bmm(W_O.reshape(m, H * e, d).transpose(1, 2), d_W_OC)
+        G["unembed.W_U"] = d_W_U + d_W_cat[..., -d_vo:] if self.cfg.attn_only else d_W_U + d_W_cat[..., d_mlp : d_mlp + d_vo]
+        if not self.cfg.attn_only:
+            G[MLP + "W_in"] = d_W_cat[..., :d_mlp]
+        G[ATTN + "W_V"] = torch.matmul(S.E.transpose(1, 2)[:, None], d_v)  # [m H d e]
+        d_E = torch.matmul(d_v, W_V.transpose(2, 3)).sum(1)  # [m V+3 d]
+
+        # scores: softmax over the 3 keys (a_2 drops out of the regrouped sum, so d a_2 = 0)
+        d_a = torch.zeros_like(S.a)
+        d_a[:, :, :2] = d_a01.view(m, B, 2, H)
+        d_scores = S.a * (d_a - (S.a * d_a).sum(2, keepdim=True))  # [m B 3 H]
+        d_s = torch.zeros(m * (V + 3), H, dtype=g.dtype, device=g.device)
+        d_s.index_add_(0, lay.score_idx, d_scores.reshape(-1, H))
+        d_s = d_s.view(m, V + 3, H)
+        d_s[:, V:] += d_scores.sum(1)
+        d_E += torch.bmm(d_s, S.u)
+        d_u = torch.bmm(d_s.transpose(1, 2), S.E)  # [m H d]
+        d_q = torch.matmul(d_u[:, :, None], W_K)[:, :, 0]  # [m H e]
+        if ATTN + "b_K" in P:
+            d_shift = d_scores.sum((1, 2))[..., None]  # [m H 1], 0 up to rounding
+            G[ATTN + "b_K"] = d_shift * S.q
+            d_q = d_q + d_shift * P[ATTN + "b_K"]
+        G[ATTN + "W_K"] = d_u[..., None] * S.q[:, :, None]  # [m H d e]
+        d_q = d_q * self.scale
+        if ATTN + "b_Q" in P:
+            G[ATTN + "b_Q"] = d_q
+        G[ATTN + "W_Q"] = S.r[:, None, :, None] * d_q[:, :, None]  # [m H d e]
+        d_r = d_resid + torch.matmul(W_Q, d_q[..., None]).sum(1)[..., 0]  # [m d]
+        d_E[:, self.eq] += d_r
+        d_E[:, V + 2] += d_r
+        G["embed.W_E"] = d_E[:, :V]
+        G["pos_embed.W_pos"] = d_E[:, V:]
+        return G
+
+    # -- the index --------------------------------------------------------------------------------
     def _layout(self, tokens: Tensor, m: int, n_heads: int) -> _Layout:
         key = (tokens._version, m, n_heads)
         for i, (tok, k, lay) in enumerate(self._layouts):
@@ -326,26 +395,3 @@ class FastEngine:
         else:  # no host sync on accelerators
             torch._assert_async(~(bad_eq | bad_range), "FastEngine: bad tokens (position 2 must be '=')")
 
-
-def keep_freed_memory(trim_bytes: int = 1 << 29) -> bool:
-    """Ask glibc to keep freed large blocks for reuse; True if it took. Process-wide; call once.
-
-    Why: a CPU training step allocates and frees the same ~10 MB activations every step. glibc
-    serves blocks above its mmap threshold with fresh mmap()s and unmaps them on free, so every step
-    page-faults ~2500 zeroed pages (~5 ms of system time here, a third of a fast-engine epoch).
-    M_MMAP_THRESHOLD = 32 MiB (glibc's maximum) keeps such blocks on the heap, and M_TRIM_THRESHOLD
-    = `trim_bytes` stops the heap from being handed back after each step. No-op off glibc.
-    """
-    import ctypes
-    import sys
-
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        mallopt = ctypes.CDLL("libc.so.6").mallopt
-    except (OSError, AttributeError):
-        return False
-    m_trim_threshold, m_mmap_threshold = -1, -3
-    ok = mallopt(m_mmap_threshold, 1 << 25) == 1 and mallopt(m_trim_threshold, int(trim_bytes)) == 1
-    log.info("glibc mallopt: mmap threshold 32 MiB, trim threshold %d bytes: %s", trim_bytes, "ok" if ok else "refused")
-    return ok
