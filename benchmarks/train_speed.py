@@ -18,6 +18,7 @@ page faults per epoch on CPU, and both run with denormals flushed (`flush_denorm
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import time
 
@@ -44,8 +45,10 @@ def adamw(params, cfg) -> torch.optim.AdamW:
 class PlainRun:
     """The full-sequence model as an nn.Module; logits [batch pos vocab] then the last position."""
 
-    def __init__(self, cfg, task: ModularTask, device: torch.device, seed: int) -> None:
+    def __init__(self, cfg, task: ModularTask, device: torch.device, seed: int, init: dict | None = None) -> None:
         self.model = make_transformer(cfg.model, task.d_vocab, task.d_vocab_out, task.n_ctx, seed).to(device)
+        if init is not None:
+            self.model.load_state_dict(init)
         self.opt = adamw(self.model.parameters(), cfg)
         self.tr = task.tokens(task.train_idx).to(device), task.labels(task.train_idx).to(device)
         self.te = task.tokens(task.test_idx).to(device), task.labels(task.test_idx).to(device)
@@ -68,10 +71,13 @@ class PlainRun:
 class FastRun:
     """N stacked members (inits from seeds seed .. seed + N - 1) through FastEngine.logits."""
 
-    def __init__(self, cfg, task: ModularTask, device: torch.device, seed: int, members: int) -> None:
+    def __init__(self, cfg, task: ModularTask, device: torch.device, seed: int, members: int,
+                 init: dict | None = None) -> None:
         models = [
             make_transformer(cfg.model, task.d_vocab, task.d_vocab_out, task.n_ctx, seed + i) for i in range(members)
         ]
+        if init is not None:
+            models[0].load_state_dict(init)
         self.params = {
             name: torch.stack([dict(m.named_parameters())[name].detach() for m in models]).to(device).requires_grad_()
             for name, _ in models[0].named_parameters()
@@ -123,7 +129,15 @@ def main() -> None:
     ap.add_argument("--skip-plain", action="store_true", help="only the fast engine")
     ap.add_argument("--skip-trainer", action="store_true", help="skip the end-to-end grokscope.train row")
     ap.add_argument("--no-malloc-tune", action="store_true", help="leave glibc's mmap / trim thresholds alone")
+    ap.add_argument("--no-ftz", action="store_true", help="leave float denormals alone (the trainer flushes them on CPU)")
+    ap.add_argument("--init", default=None, metavar="RUN:STEP",
+                    help="start plain and fast from this checkpoint of a nanda2023 run (e.g. a memorised state) instead of the init")
     args = ap.parse_args()
+    with contextlib.nullcontext(False) if args.no_ftz else flush_denormals() as ftz:
+        run_benchmark(args, ftz)
+
+
+def run_benchmark(args: argparse.Namespace, ftz: bool) -> None:
     tuned = False if args.no_malloc_tune else keep_freed_memory()  # both engines alike
 
     dev = args.device
@@ -137,12 +151,19 @@ def main() -> None:
     block = args.eval_every
     n_blocks = max(1, args.epochs // block)
     print(f"device {device} | torch {torch.__version__} | threads {torch.get_num_threads()} | malloc tuned {tuned} | "
+          f"denormals flushed {ftz} | start {args.init or 'init'} | "
           f"p={task.p}, {len(task.train_idx)} train / {len(task.test_idx)} test, full batch | "
           f"{n_blocks * block} timed epochs, test loss every {block}")
 
     rows: list[tuple[str, int, int, float, list[float]]] = []
-    fast = FastRun(cfg, task, device, seed=0, members=1)
-    plain = None if args.skip_plain else PlainRun(cfg, task, device, seed=0)
+    init = None
+    if args.init:
+        from grokscope.run import load_run
+
+        path, step = args.init.rsplit(":", 1)
+        init = {k: v.to(device) for k, v in load_run(path).params(int(step)).items()}
+    fast = FastRun(cfg, task, device, seed=0, members=1, init=init)
+    plain = None if args.skip_plain else PlainRun(cfg, task, device, seed=0, init=init)
     runs = [r for r in (plain, fast) if r is not None]
     for run in runs:
         timed_block(run, args.warmup, device)
@@ -195,5 +216,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    with flush_denormals():
-        main()
+    main()

@@ -23,3 +23,13 @@ def test_train_speed_runs():
     out = run("train_speed.py", "--epochs", "10", "--warmup", "1", "--ens-epochs", "10", "--members", "1,2",
               "--skip-trainer", "--threads", "1")
     assert "speed-up fast / plain" in out and "fast ensemble" in out
+
+
+def test_step_time_runs(tmp_path):
+    import grokscope
+
+    cfg = grokscope.get_preset("tiny").replace(**{"train.epochs": 20, "train.progress": False})
+    path = grokscope.train(cfg, tmp_path / "run")
+    for flag in ([], ["--no-ftz"]):
+        out = run("step_time.py", str(path), "--steps", "2", "--warmup", "1", *flag)
+        assert "per training step" in out and f"denormals flushed {not flag}" in out

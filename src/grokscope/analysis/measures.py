@@ -18,7 +18,7 @@ L[a, b, z] = answer-position logits on the group grid. K = the key frequencies.
 * Neuron frequency share: see `fourier.single_frequency_share` (activations at the last position,
   constant removed, 3x3 block {1, cos, sin}^2 of one frequency minus 1x1).
 * Key-frequency rule (`KeyRule`): k in K iff
-      r_k >= max(share_floor, null_mult * 2 / (n^2 - 1))         (logits use k far above chance)
+      r_k >= max(share_floor, null_mult * 2 / (n^2 - 1))         (logits use k far above chance; share_floor 0 by default)
   and, for models with an MLP, at least min_neurons neurons have share_k >= threshold
   (min_neurons default max(2, ceil(0.01 d_mlp))). Derived from the final checkpoint's weights.
 * Logit fit: L[a, b, z] ~ sum_{k in K} A_k cos(w_k (a + s b - c_z)) (c_z = group position of z), fitted
