@@ -29,6 +29,7 @@ from grokscope.analysis.measures import (
 )
 from grokscope.analysis.phases import PhaseRule, Phases, detect_phases
 from grokscope.config import RunConfig
+from grokscope.cpu import keep_freed_memory
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +148,7 @@ def analyze(
     `threads`: torch intra-op threads while analysing (restored after); None = leave torch's setting.
     The default uses every core torch sees (2x faster for the canonical model on an idle 2-core
     machine); on a CPU shared with other jobs, threads=1 avoids threads waiting at barriers."""
+    keep_freed_memory()  # the grid forward allocates ~26 MB blocks per checkpoint; reuse them (grokscope.cpu)
     old_threads = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(max(1, int(threads)))

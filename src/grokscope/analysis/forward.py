@@ -91,19 +91,23 @@ def _closed_form(params: dict[str, Tensor], cfg: ModelConfig, p: int) -> GridAct
     base = e2 if b_O is None else e2 + b_O  # [d]
 
     # pattern[..., 2] = 1 - pattern[..., 0] - pattern[..., 1], so the "=" key folds into the other two:
-    # resid_mid @ M = (base + sum_h ov2[h]) M + sum_h P0 (ov0 - ov2) M + sum_h P1 (ov1 - ov2) M
-    ones = torch.ones(p, p, 1)
-    P0 = torch.cat([pat[..., 0], ones], -1)  # [x, y, h + 1]; the last "head" carries the constant term
-    P1t = pat[..., 1].transpose(0, 1).contiguous()  # [y, x, h]
+    # resid_mid @ M = (base + sum_h ov2[h]) M + sum_h P0 (ov0 - ov2) M + sum_h P1 (ov1 - ov2) M,
+    # a weighted sum of 2h + 1 rows of a small table per cell (as in the fast training engine).
+    h = pat.shape[2]
     d0, d1 = ov0 - ov2, ov1 - ov2
     const = base + ov2.sum(0)
+    a = torch.arange(p)
+    heads = torch.arange(h)
+    rows0 = (a[:, None, None] * h + heads).expand(p, p, h)  # cell (x, y) reads d0 rows of x ...
+    rows1 = (p * h + a[None, :, None] * h + heads).expand(p, p, h)  # ... and d1 rows of y
+    index = torch.cat([rows0, rows1, torch.full((p, p, 1), 2 * p * h)], -1).reshape(p * p, 2 * h + 1)
+    weight = torch.cat([pat[..., 0], pat[..., 1], torch.ones(p, p, 1)], -1).reshape(p * p, 2 * h + 1)
 
     def through(M: Tensor, bias: Tensor | None = None) -> Tensor:  # resid_mid(x, y) @ M (+ bias) -> [p, p, k]
         c = const @ M if bias is None else const @ M + bias
-        G0 = torch.cat([torch.einsum("xhd,dk->xhk", d0, M), c.expand(p, 1, -1)], 1)  # [x, h + 1, k]
-        out = torch.bmm(P0, G0)
-        out += torch.bmm(P1t, torch.einsum("yhd,dk->yhk", d1, M)).transpose(0, 1)
-        return out
+        table = torch.cat([torch.einsum("xhd,dk->xhk", d0, M).reshape(p * h, -1),
+                           torch.einsum("yhd,dk->yhk", d1, M).reshape(p * h, -1), c[None]])  # [2 p h + 1, k]
+        return F.embedding_bag(index, table, per_sample_weights=weight, mode="sum").view(p, p, -1)
 
     logits = through(W_U)
     neurons = None
