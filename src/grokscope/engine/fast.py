@@ -266,6 +266,7 @@ class FastEngine:
         B = lay.n // m
         Wd = S.W_cat.shape[-1]
         d_vo = W_U.shape[-1]
+        d_mlp = 0 if self.cfg.attn_only else self.cfg.d_mlp  # the direct block is out[..., d_mlp : d_mlp + d_vo]
         G: dict[str, Tensor] = {}
 
         # read-out: d out = [d pre | g | 0], d W_OU = act^T g
@@ -274,7 +275,6 @@ class FastEngine:
             d_out[..., :d_vo] = g
             d_W_U = 0
         else:
-            d_mlp = self.cfg.d_mlp
             out = S.out.view(m, B, Wd)
             d_out = g.new_empty(m, B, Wd)
             d_pre = d_out[..., :d_mlp]
@@ -310,16 +310,13 @@ class FastEngine:
         G[ATTN + "W_O"] = (S.v2.reshape(m, H * e, 1) * d_resid[:, None]).view(m, H, e, d)
         if ATTN + "b_V" in P:
             G[ATTN + "b_V"] = d_v2
-        if self.cfg.attn_only:
-            if "unembed.b_U" in P:
-                G["unembed.b_U"] = d_C[:, :d_vo]
-        else:
-            d_dir = d_C[:, d_mlp : d_mlp + d_vo]  # the bias row's [b_out W_U + b_U] part
+        d_dir = d_C[:, d_mlp : d_mlp + d_vo]  # the bias row's direct part: b_U (+ b_out W_U with an MLP)
+        if "unembed.b_U" in P:
+            G["unembed.b_U"] = d_dir
+        if not self.cfg.attn_only:
             G[MLP + "b_in"] = d_C[:, :d_mlp]
             G[MLP + "b_out"] = torch.bmm(d_dir[:, None], W_U.transpose(1, 2))[:, 0]
             d_W_U = d_W_U + P[MLP + "b_out"][:, :, None] * d_dir[:, None]
-            if "unembed.b_U" in P:
-                G["unembed.b_U"] = d_dir
 
         # D rows: D = U W_OC per head
         d_D = d_table[: lay.n_d].view(m * H, 2 * V, Wd)
@@ -333,7 +330,7 @@ class FastEngine:
         d_v[:, :, V + 2] += d_v2_all
         G[ATTN + "W_O"] += torch.bmm(d_W_OC, S.W_cat.transpose(1, 2)).view(m, H, e, d)
         d_W_cat += torch.bmm(W_O.reshape(m, H * e, d).transpose(1, 2), d_W_OC)
-        G["unembed.W_U"] = d_W_U + d_W_cat[..., -d_vo:] if self.cfg.attn_only else d_W_U + d_W_cat[..., d_mlp : d_mlp + d_vo]
+        G["unembed.W_U"] = d_W_U + d_W_cat[..., d_mlp : d_mlp + d_vo]
         if not self.cfg.attn_only:
             G[MLP + "W_in"] = d_W_cat[..., :d_mlp]
         G[ATTN + "W_V"] = torch.matmul(S.E.transpose(1, 2)[:, None], d_v)  # [m H d e]
