@@ -25,7 +25,7 @@ def test_train_speed_runs():
     assert "speed-up fast / plain" in out and "fast ensemble" in out
 
 
-def test_step_time_runs(tmp_path):
+def test_step_time_and_analyze_speed_run(tmp_path):
     import grokscope
 
     cfg = grokscope.get_preset("tiny").replace(**{"train.epochs": 20, "train.progress": False})
@@ -33,3 +33,6 @@ def test_step_time_runs(tmp_path):
     for flag in ([], ["--no-ftz"]):
         out = run("step_time.py", str(path), "--steps", "2", "--warmup", "1", *flag)
         assert "per training step" in out and f"denormals flushed {not flag}" in out
+    out = run("analyze_speed.py", str(path), "--checkpoints", "2", "--repeat", "1")
+    assert "2 checkpoints analysed" in out and "median" in out
+    assert not (path / "analysis").exists()  # the benchmark analyses a copy

@@ -94,11 +94,24 @@ def _print_headline(path: Path, seconds: float) -> None:
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
     from grokscope.analysis import analyze_run
 
+    if args.max_checkpoints is not None and args.max_checkpoints < 1:
+        raise ConfigError("--max-checkpoints", f"must be an integer >= 1 (got {args.max_checkpoints})")
+    if not 0.0 < args.threshold <= 1.0:
+        raise ConfigError("--threshold", f"must be in (0, 1] (got {args.threshold})")
     for run in args.runs:
-        summary = analyze_run(run)
-        print(f"{run}: analysis written to {Path(run) / 'analysis'}; key frequencies {summary.get('key_frequencies')}")
+        t0 = time.perf_counter()
+        with tqdm(disable=not sys.stderr.isatty(), unit="ckpt", desc=str(run), dynamic_ncols=True, mininterval=0.5) as bar:
+            def progress(done: int, total: int) -> None:
+                bar.total = total
+                bar.update(done - bar.n)
+
+            summary = analyze_run(run, threshold=args.threshold, max_checkpoints=args.max_checkpoints, progress=progress)
+        print(f"{run}: {summary.get('n_checkpoints')} checkpoints analysed in {time.perf_counter() - t0:.1f} s, "
+              f"written to {Path(run) / 'analysis'}; key frequencies {summary.get('key_frequencies')}")
     return 0
 
 
@@ -153,6 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("analyze", help="write RUN/analysis/")
     p.add_argument("runs", nargs="+", metavar="RUN")
+    p.add_argument("--max-checkpoints", type=int, metavar="N", help="analyse N evenly spaced checkpoints (default: all)")
+    p.add_argument("--threshold", type=float, default=0.85,
+                   help="share of a neuron's variance in one frequency to count it single-frequency (default 0.85)")
     p.set_defaults(func=cmd_analyze)
 
     p = sub.add_parser("report", help="write RUN/report.html, or a comparison report for several runs")

@@ -104,3 +104,32 @@ def test_progress_measures_api(run_dir):
     path, _ = run_dir
     df = progress_measures(path, max_checkpoints=2)
     assert df["step"].tolist() == [0, 300]
+
+
+def test_cli_analyze_options_and_bad_input(run_dir, tmp_path, capsys):
+    import shutil
+
+    from grokscope.cli import main
+
+    path = tmp_path / "copy"
+    shutil.copytree(run_dir[0], path)
+    assert main(["analyze", str(path), "--max-checkpoints", "2", "--threshold", "0.9"]) == 0
+    assert "2 checkpoints analysed" in capsys.readouterr().out
+    summary = json.loads((path / "analysis" / "summary.json").read_text())
+    assert summary["n_checkpoints"] == 2 and summary["threshold"] == 0.9
+    assert pd.read_parquet(path / "analysis" / "progress.parquet")["step"].tolist() == [0, 300]
+    for bad, field in ((["--max-checkpoints", "0"], "--max-checkpoints"), (["--threshold", "1.5"], "--threshold")):
+        assert main(["analyze", str(path), *bad]) == 2
+        err = capsys.readouterr().err
+        assert field in err and err.count("\n") == 1
+
+
+def test_concurrent_checkpoints_give_the_same_table(run_dir):
+    from grokscope.analysis import analyze
+
+    seen = []
+    one = analyze(run_dir[0], threads=1).progress
+    two = analyze(run_dir[0], threads=2, progress=lambda done, total: seen.append((done, total))).progress
+    assert seen == [(i, 4) for i in range(1, 5)]
+    assert one["step"].tolist() == [0, 100, 200, 300]
+    pd.testing.assert_frame_equal(one, two)

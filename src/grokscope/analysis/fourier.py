@@ -20,11 +20,13 @@ Fourier basis of Z_(p-1) applies. `Group.tokens[a]` is the token at group positi
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 SIGN_OF_OP = {"add": 1, "sub": -1, "mul": 1, "div": -1, "x2xyy2": 1, "rand": 1}
@@ -219,6 +221,24 @@ def single_frequency_share(x: Tensor) -> Tensor:
     return torch.where(ok.unsqueeze(-1), share, torch.zeros_like(share))
 
 
+@functools.lru_cache(maxsize=8)
+def _lines_index(n: int, device: torch.device) -> Tensor:
+    """[4n, n] flat indices (a n + b) of the cells of each line of an n x n grid: the rows a, the
+    columns b, the diagonals a + b = c and the diagonals a - b = c (mod n), for c = 0..n-1."""
+    a = torch.arange(n)
+    c, i = a[:, None], a[None, :]  # line c, i-th cell of the line
+    return torch.cat([c * n + i, i * n + c, i * n + (c - i) % n, i * n + (i - c) % n]).to(device)
+
+
+@functools.lru_cache(maxsize=8)
+def _dft_matrix(n: int, device: torch.device) -> Tensor:
+    """[2 (n // 2 + 1), n] float64: rows cos(2 pi k t / n), then -sin(2 pi k t / n), k = 0..n // 2
+    (the real and imaginary parts of rfft as one product)."""
+    k = torch.arange(n // 2 + 1, dtype=torch.float64)[:, None]
+    ang = 2 * math.pi * ((k * torch.arange(n, dtype=torch.float64)[None]) % n) / n
+    return torch.cat([torch.cos(ang), -torch.sin(ang)]).to(device)
+
+
 def neuron_single_frequency_share(acts: Tensor) -> Tensor:
     """`single_frequency_share` for activations laid out [n (a), n (b), m] (m neurons), without any
     2D transform: [m, n_freqs + 1].
@@ -230,21 +250,23 @@ def neuron_single_frequency_share(acts: Tensor) -> Tensor:
       X[k, -k] = DFT_k(S-),  S-[c] = sum_{a - b = c mod n} x[a, b].
     By Parseval, E[k, 0] = 2 |X[k, 0]|^2 / n^2, E[0, k] = 2 |X[0, k]|^2 / n^2,
     E[k, k] = 2 (|X[k, k]|^2 + |X[k, -k]|^2) / n^2 (factor 1 instead of 2 at the Nyquist frequency
-    k = n/2), total = sum x^2 - X[0, 0]^2 / n^2. Cost: a few passes over x.
+    k = n/2), total = sum x^2 - X[0, 0]^2 / n^2. Cost: two passes over x (the squares, and all
+    four line sums as one embedding_bag).
     """
     x = acts if acts.is_floating_point() else acts.double()
     n, _, m = x.shape
     F_ = n // 2
     flat = x.reshape(n * n, m)
-    sumsq = (flat * flat).sum(0).double()
-    a = torch.arange(n, device=x.device)
-    plus = ((a[:, None] + a[None, :]) % n).reshape(-1)
-    minus = ((a[:, None] - a[None, :]) % n).reshape(-1)
-    S_plus = torch.zeros(n, m, dtype=x.dtype, device=x.device).index_add_(0, plus, flat)
-    S_minus = torch.zeros(n, m, dtype=x.dtype, device=x.device).index_add_(0, minus, flat)
-    lines = torch.stack([x.sum(1), x.sum(0), S_plus, S_minus]).double()  # [4, n, m]
-    P = torch.fft.rfft(lines, dim=1).abs().pow(2) / (n * n)  # [4, F+1, m]
-    w = torch.full((F_ + 1, 1), 2.0, dtype=torch.float64)
+    sumsq = torch.zeros(m, dtype=x.dtype, device=x.device)
+    for rows in flat.split(1024):  # blocks: the squares stay in cache (~20 % faster than one x * x)
+        sumsq += (rows * rows).sum(0)
+    sumsq = sumsq.double()
+    # the four line sums in one pass: one embedding_bag of n-cell bags (~3x faster than two sums and
+    # two index_add_'s on the canonical [113^2, 512] activations, ~2x faster than a sparse product)
+    lines = F.embedding_bag(_lines_index(n, x.device), flat, mode="sum").view(4, n, m).double()
+    R = torch.matmul(_dft_matrix(n, x.device), lines)  # [4, 2 (F+1), m]: rfft along the line, as one product
+    P = (R[:, : F_ + 1].square() + R[:, F_ + 1 :].square()) / (n * n)  # [4, F+1, m]: |X_k|^2 / n^2
+    w = torch.full((F_ + 1, 1), 2.0, dtype=torch.float64, device=x.device)
     w[0] = 1.0
     if n % 2 == 0:
         w[-1] = 1.0
@@ -256,7 +278,7 @@ def neuron_single_frequency_share(acts: Tensor) -> Tensor:
     block = Ekk + Ea + Eb  # [F, m]
     ok = total > 1e-6 * (sumsq + 1e-30)  # float32 sums: below this the variance is rounding noise
     safe = torch.where(ok, total, torch.ones_like(total))
-    share = torch.zeros(m, F_ + 1, dtype=torch.float64)
+    share = torch.zeros(m, F_ + 1, dtype=torch.float64, device=x.device)
     share[:, 1:] = (block / safe).T
     share[:, 0] = 1.0 - share[:, 1:].sum(-1)
     return torch.where(ok[:, None], share, torch.zeros_like(share))

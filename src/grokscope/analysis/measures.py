@@ -45,7 +45,7 @@ from torch import Tensor
 from grokscope.analysis.forward import GridActs, grid_forward
 from grokscope.analysis.fourier import (
     Group,
-    block_energy,
+    block_energy_fft,
     fourier_1d,
     freq_norms_1d,
     gini,
@@ -88,27 +88,37 @@ class KeyFrequencies:
 
 
 def cross_entropy(logits: Tensor, labels: Tensor) -> float:
-    """Mean cross-entropy, exact to float32 rounding even for losses near 1e-9; NaN for an empty set.
-
-    Per row, with d_z = L_z - L_y (the correct class y excluded from the sum) and m = max(0, max_z d_z):
-    CE = m + log(e^-m + sum_{z != y} e^(d_z - m)), evaluated as log1p(sum e^d_z) when m = 0, so tiny
-    losses keep their relative precision (float32 log_softmax would round them to 0).
-    """
-    if labels.numel() == 0:
-        return float("nan")
-    L = logits.float()
-    d = L - L.gather(-1, labels[:, None])
-    d.scatter_(-1, labels[:, None], float("-inf"))
-    m = d.amax(-1).clamp_min(0.0)
-    s = d.sub_(m[:, None]).clamp_min_(-80.0).exp_().sum(-1)  # in place; clamp: e^-80 ~ 2e-35 stays a normal float (denormals are slow)
-    ce = torch.where(m > 0, m + torch.log(torch.exp(-m) + s), torch.log1p(s))
-    return float(ce.double().mean())
+    """Mean cross-entropy, exact to float32 rounding even for losses near 1e-9; NaN for an empty set."""
+    return loss_and_accuracy(logits, labels)[0]
 
 
 def accuracy(logits: Tensor, labels: Tensor) -> float:
+    return loss_and_accuracy(logits, labels)[1]
+
+
+def loss_and_accuracy(logits: Tensor, labels: Tensor) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy as argmax == label) in one pass; NaN, NaN for an empty set.
+
+    Per row, with d_z = L_z - L_y (the correct class y excluded from the sum) and m = max(0, max_z d_z):
+    CE = m + log(e^-m + sum_{z != y} e^(d_z - m)), evaluated as log1p(sum e^d_z) when m = 0, so tiny
+    losses keep their relative precision (float32 log_softmax would round them to 0). The same max
+    decides accuracy: max_z d_z < 0 is a hit, > 0 a miss; only exact ties (= 0) need the argmax rule
+    (first maximum wins), so argmax, a slow reduction, runs on those rows alone.
+    """
     if labels.numel() == 0:
-        return float("nan")
-    return float((logits.argmax(-1) == labels).double().mean())
+        return float("nan"), float("nan")
+    L = logits.float()
+    d = L - L.gather(-1, labels[:, None])
+    d.scatter_(-1, labels[:, None], float("-inf"))
+    top = d.amax(-1)
+    hit = top < 0
+    tie = top == 0
+    if bool(tie.any()):
+        hit[tie] = L[tie].argmax(-1) == labels[tie]
+    m = top.clamp_min(0.0)
+    s = d.sub_(m[:, None]).clamp_min_(-80.0).exp_().sum(-1)  # in place; clamp: e^-80 ~ 2e-35 stays a normal float (denormals are slow)
+    ce = torch.where(m > 0, m + torch.log(torch.exp(-m) + s), torch.log1p(s))
+    return float(ce.double().mean()), float(hit.double().mean())
 
 
 @dataclass
@@ -132,6 +142,7 @@ class CheckpointAnalyzer:
         self.rule = rule
         self.group: Group = group_for(task.cfg.op, task.p)
         g = self.group
+        self._identity_order = g.n == self.p and bool((g.tokens == np.arange(self.p)).all())
         self.pos_of_token = g.position_of_token()
         # group grid cells: flat index a * n + b  <->  grid index x * p + y
         cell_grid = (g.tokens[:, None] * self.p + g.tokens[None, :]).ravel()
@@ -193,8 +204,11 @@ class CheckpointAnalyzer:
 
     # -- group views ------------------------------------------------------------------------
     def group_logits(self, logits: Tensor) -> Tensor:
+        """[n, n, p]: rows and columns in group order (the logits themselves, no copy, for Z_p ops)."""
+        if self._identity_order:
+            return logits
         t = torch.as_tensor(self.group.tokens)
-        return logits[t][:, t]  # [n, n, p]
+        return logits[t][:, t]
 
     def neuron_grid(self, neurons: Tensor) -> Tensor:
         t = torch.as_tensor(self.group.tokens)
@@ -223,10 +237,10 @@ class CheckpointAnalyzer:
         out: dict = {}
         for split, idx in (("train", self.g_train), ("test", self.g_test)):
             proj = D[:, idx].T @ coef  # [cells, p]
-            out[f"restricted_loss_{split}"] = cross_entropy(const + proj, y[idx])
             if split == "test":
-                out["restricted_acc_test"] = accuracy(const + proj, y[idx])
+                out["restricted_loss_test"], out["restricted_acc_test"] = loss_and_accuracy(const + proj, y[idx])
             else:
+                out["restricted_loss_train"] = cross_entropy(const + proj, y[idx])
                 Ltr = Lf[idx]
                 out["excluded_loss_train"] = cross_entropy(Ltr - proj, y[idx])
                 row = 0
@@ -306,8 +320,7 @@ class CheckpointAnalyzer:
         flat = acts.logits.reshape(self.p * self.p, -1)
         row: dict = {"step": int(step)}
         for split, idx in (("train", self.train_idx), ("test", self.test_idx)):
-            row[f"{split}_loss"] = cross_entropy(flat[idx], self.labels_grid[idx])
-            row[f"{split}_acc"] = accuracy(flat[idx], self.labels_grid[idx])
+            row[f"{split}_loss"], row[f"{split}_acc"] = loss_and_accuracy(flat[idx], self.labels_grid[idx])
         Lg = self.group_logits(acts.logits)
         row.update(self.fourier_losses(Lg))
         emb = self.embed_norms(params)
@@ -338,7 +351,7 @@ class CheckpointAnalyzer:
             return float("nan")
         A = self.attn_to_x(pattern).double()
         A = A - A.mean(dim=(-2, -1), keepdim=True)
-        E = block_energy(A).sum(0)  # [F+1, F+1] summed over heads
+        E = block_energy_fft(A).sum(0)  # [F+1, F+1] summed over heads
         total = float(E.sum() - E[0, 0])
         if total <= 1e-20:
             return float("nan")
