@@ -46,9 +46,8 @@ def main() -> None:
         tokens, labels, mask = tr._batch(0)
         lr = tr.lr.to(tr.flat.dtype)
 
-        def one() -> None:
-            logits = tr.engine.logits(tr.layout.views(tr.flat), tokens)
-            (grad,) = torch.autograd.grad(tr._loss(logits, labels, mask).sum(), tr.flat)
+        def one() -> None:  # the trainer's step without evaluation, checkpoints or the finiteness check
+            _, _, grad = tr._gradient(tr.layout.views(tr.flat), tokens, labels, mask)
             tr.opt.step(tr.flat, grad, lr, tr.wd)
 
         for _ in range(args.warmup):

@@ -281,6 +281,13 @@ class Trainer:
         """Per-member mean cross-entropy at the answer position, computed in loss_dtype: [member]."""
         return masked_cross_entropy(logits, labels, mask, self.loss_dtype)
 
+    def _gradient(self, params: dict[str, Tensor], tokens: Tensor, labels: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """One forward and backward: (logits, per-member loss, gradient of the flat parameters)."""
+        logits = self.engine.logits(params, tokens)
+        loss = self._loss(logits, labels, mask)
+        (grad,) = torch.autograd.grad(loss.sum(), self.flat)
+        return logits, loss, grad
+
     @staticmethod
     def _accuracy(logits: Tensor, labels: Tensor, mask: Tensor) -> Tensor:
         """Per-member accuracy [member]; only evaluation steps need it."""
@@ -324,9 +331,7 @@ class Trainer:
             training = step < self.total_steps
             if training:
                 tokens, labels, mask = self._batch(step)
-                logits = self.engine.logits(params, tokens)
-                loss = self._loss(logits, labels, mask)
-                (grad,) = torch.autograd.grad(loss.sum(), self.flat)
+                logits, loss, grad = self._gradient(params, tokens, labels, mask)
                 # one float64 sum per member: NaN / inf anywhere makes it non-finite, and float32 values
                 # cannot overflow a float64 sum (one pass instead of isfinite's three)
                 active = torch.isfinite(loss) & torch.isfinite(grad.sum(dim=1, dtype=torch.float64))

@@ -19,6 +19,7 @@ configurations fall back to the plain `Transformer` with `run_with_cache` in bat
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from dataclasses import dataclass
@@ -55,6 +56,16 @@ def grid_forward(params: dict[str, Tensor], cfg: ModelConfig, p: int) -> GridAct
 def _get(params: dict[str, Tensor], name: str) -> Tensor | None:
     t = params.get(name)
     return None if t is None else t.float()
+
+
+@functools.lru_cache(maxsize=8)
+def _table_index(p: int, h: int, device: torch.device) -> Tensor:
+    """[p^2, 2h + 1] table rows of each cell (x, y): the d0 rows of x, the d1 rows of y, the constant row."""
+    a = torch.arange(p)
+    heads = torch.arange(h)
+    rows0 = (a[:, None, None] * h + heads).expand(p, p, h)  # cell (x, y) reads d0 rows of x ...
+    rows1 = (p * h + a[None, :, None] * h + heads).expand(p, p, h)  # ... and d1 rows of y
+    return torch.cat([rows0, rows1, torch.full((p, p, 1), 2 * p * h)], -1).reshape(p * p, 2 * h + 1).to(device)
 
 
 def _closed_form(params: dict[str, Tensor], cfg: ModelConfig, p: int) -> GridActs:
@@ -97,12 +108,8 @@ def _closed_form(params: dict[str, Tensor], cfg: ModelConfig, p: int) -> GridAct
     h = pat.shape[2]
     d0, d1 = ov0 - ov2, ov1 - ov2
     const = base + ov2.sum(0)
-    a = torch.arange(p)
-    heads = torch.arange(h)
-    rows0 = (a[:, None, None] * h + heads).expand(p, p, h)  # cell (x, y) reads d0 rows of x ...
-    rows1 = (p * h + a[None, :, None] * h + heads).expand(p, p, h)  # ... and d1 rows of y
-    index = torch.cat([rows0, rows1, torch.full((p, p, 1), 2 * p * h)], -1).reshape(p * p, 2 * h + 1)
-    weight = torch.cat([pat[..., 0], pat[..., 1], torch.ones(p, p, 1)], -1).reshape(p * p, 2 * h + 1)
+    index = _table_index(p, h, pat.device)
+    weight = torch.cat([pat[..., 0], pat[..., 1], pat.new_ones(p, p, 1)], -1).reshape(p * p, 2 * h + 1)
 
     def through(M: Tensor, bias: Tensor | None = None) -> Tensor:  # resid_mid(x, y) @ M (+ bias) -> [p, p, k]
         c = const @ M if bias is None else const @ M + bias

@@ -203,27 +203,26 @@ class CheckpointAnalyzer:
         return KeyFrequencies(keys, r, counts, r_need, n_need)
 
     # -- group views ------------------------------------------------------------------------
-    def group_logits(self, logits: Tensor) -> Tensor:
-        """[n, n, p]: rows and columns in group order (the logits themselves, no copy, for Z_p ops)."""
+    def in_group_order(self, x: Tensor, dim: int = 0) -> Tensor:
+        """x with its grid dimensions (dim, dim + 1) = (x, y) in group order: x itself for Z_p ops,
+        re-indexed by the discrete logarithm for mul / div."""
         if self._identity_order:
-            return logits
+            return x
         t = torch.as_tensor(self.group.tokens)
-        return logits[t][:, t]
+        return x.index_select(dim, t).index_select(dim + 1, t)
+
+    def group_logits(self, logits: Tensor) -> Tensor:
+        return self.in_group_order(logits)  # [n, n, p]
 
     def neuron_grid(self, neurons: Tensor) -> Tensor:
-        t = torch.as_tensor(self.group.tokens)
-        return neurons[t][:, t].permute(2, 0, 1)  # [m, n, n]
+        return self.in_group_order(neurons).permute(2, 0, 1)  # [m, n, n]
 
     def neuron_shares(self, neurons: Tensor) -> np.ndarray:
         """[d_mlp, n_freqs + 1] single-frequency shares (`fourier.neuron_single_frequency_share`)."""
-        if self.group.generator is not None:
-            t = torch.as_tensor(self.group.tokens)
-            neurons = neurons[t][:, t]
-        return neuron_single_frequency_share(neurons).numpy()
+        return neuron_single_frequency_share(self.in_group_order(neurons)).numpy()
 
     def attn_to_x(self, pattern: Tensor) -> Tensor:
-        t = torch.as_tensor(self.group.tokens)
-        return pattern[:, t][:, :, t][..., 0]  # [h, n, n]
+        return self.in_group_order(pattern, 1)[..., 0]  # [h, n, n]
 
     # -- losses -----------------------------------------------------------------------------
     def fourier_losses(self, Lg: Tensor) -> dict:
