@@ -18,7 +18,7 @@ from grokscope.io import RunDirError, WriteError
 log = logging.getLogger("grokscope")
 
 # The demo trains the canonical config past grokking (epoch 8170 with seed 0) and clean-up (~9.7k),
-# then stops: 12k of the preset's 40k epochs, about 7 minutes on a 2-core CPU.
+# then stops: 12k of the preset's 40k epochs, 4.5-7 minutes on a 2-core CPU.
 # `grokscope train --preset nanda2023` runs the full length.
 DEMO_EPOCHS = 12000
 
