@@ -14,7 +14,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Protocol
+from typing import Any, Callable, Iterator, Protocol
 
 import numpy as np
 import pandas as pd
@@ -149,7 +149,7 @@ def analyze(
     overrides the other key-frequency parameters (its threshold is replaced by `threshold`).
     `threads`: checkpoints measured at once, each with single-threaded torch ops (None: torch's
     intra-op thread count, i.e. the cores). Most ops here are too small for torch to split well: on
-    2 cores, two checkpoints at once ran ~1.5x faster than one checkpoint on two threads."""
+    2 cores, two checkpoints at once ran 7-17 % faster than one checkpoint on two threads."""
     keep_freed_memory()  # the grid forward allocates ~26 MB blocks per checkpoint; reuse them (grokscope.cpu)
     old_threads = torch.get_num_threads()
     workers = max(1, int(threads if threads is not None else old_threads))
@@ -169,13 +169,6 @@ def _measure_all(an: CheckpointAnalyzer, run: Any, steps: list[int], known: dict
         return an.measure(step, params if params is not None else run.params(step), acts)
 
     torch.set_num_threads(1)
-    if workers == 1:
-        results: Iterable[Measures] = map(one, steps)
-        for i, m in enumerate(results):
-            yield m
-            if progress is not None:
-                progress(i + 1, len(steps))
-        return
     with ThreadPoolExecutor(workers, thread_name_prefix="grokscope-analyze") as pool:
         for i, m in enumerate(pool.map(one, steps)):
             yield m

@@ -92,10 +92,6 @@ def cross_entropy(logits: Tensor, labels: Tensor) -> float:
     return loss_and_accuracy(logits, labels)[0]
 
 
-def accuracy(logits: Tensor, labels: Tensor) -> float:
-    return loss_and_accuracy(logits, labels)[1]
-
-
 def loss_and_accuracy(logits: Tensor, labels: Tensor) -> tuple[float, float]:
     """(mean cross-entropy, accuracy as argmax == label) in one pass; NaN, NaN for an empty set.
 
