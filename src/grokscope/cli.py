@@ -94,9 +94,8 @@ def _print_headline(path: Path, seconds: float) -> None:
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from tqdm.auto import tqdm
-
     from grokscope.analysis import analyze_run
+    from grokscope.trainer import progress_bar
 
     if args.max_checkpoints is not None and args.max_checkpoints < 1:
         raise ConfigError("--max-checkpoints", f"must be an integer >= 1 (got {args.max_checkpoints})")
@@ -104,7 +103,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         raise ConfigError("--threshold", f"must be in (0, 1] (got {args.threshold})")
     for run in args.runs:
         t0 = time.perf_counter()
-        with tqdm(disable=not sys.stderr.isatty(), unit="ckpt", desc=str(run), dynamic_ncols=True, mininterval=0.5) as bar:
+        with progress_bar(None, unit="ckpt", desc=str(run)) as bar:
             def progress(done: int, total: int) -> None:
                 bar.total = total
                 bar.update(done - bar.n)

@@ -301,7 +301,7 @@ class Trainer:
 
     def run(self) -> list[Path]:
         tc = self.cfgs[0].train
-        bar = _progress(tc.progress, self.total_steps, self.start_step)
+        bar = progress_bar(self.total_steps, self.start_step, enabled=tc.progress)
         t0 = time.perf_counter()
         try:
             with contextlib.ExitStack() as cpu:
@@ -394,10 +394,11 @@ class Trainer:
         log.warning("non-finite loss at step %d in %s: step skipped", step, ", ".join(bad))
 
 
-def _progress(enabled: bool, total: int, initial: int):
+def progress_bar(total: int | None, initial: int = 0, unit: str = "step", enabled: bool = True, desc: str | None = None):
+    """A tqdm bar on stderr, silent unless `enabled` and stderr is a terminal (logs and CI stay clean)."""
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, initial=initial, disable=not (enabled and sys.stderr.isatty()), unit="step",
+    return tqdm(total=total, initial=initial, disable=not (enabled and sys.stderr.isatty()), unit=unit, desc=desc,
                 dynamic_ncols=True, mininterval=0.5)
 
 
