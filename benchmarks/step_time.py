@@ -43,11 +43,11 @@ def main() -> None:
         params = run.params(step)
         with torch.no_grad():
             tr.flat[0].copy_(tr.layout.flatten({k: params[k].to(tr.flat.device) for k in tr.layout.names}))
-        tokens, labels, mask = tr._batch(0)
+        batch = tr._batch(0)
         lr = tr.lr.to(tr.flat.dtype)
 
         def one() -> None:  # the trainer's step without evaluation, checkpoints or the finiteness check
-            _, _, grad = tr._gradient(tr.layout.views(tr.flat), tokens, labels, mask)
+            _, _, grad = tr._gradient(tr.layout.views(tr.flat), batch)
             tr.opt.step(tr.flat, grad, lr, tr.wd)
 
         for _ in range(args.warmup):

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from grokscope.cpu import flush_denormals, keep_freed_memory
-from grokscope.engine.fast import FastEngine
+from grokscope.engine.modular_fast import ModularFastEngine
 from grokscope.models.transformer import make_transformer
 from grokscope.presets import get_preset
 from grokscope.tasks.modular import ModularTask
@@ -69,7 +69,7 @@ class PlainRun:
 
 
 class FastRun:
-    """N stacked members (inits from seeds seed .. seed + N - 1) through FastEngine.logits."""
+    """N stacked members (inits from seeds seed .. seed + N - 1) through ModularFastEngine.logits."""
 
     def __init__(self, cfg, task: ModularTask, device: torch.device, seed: int, members: int,
                  init: dict | None = None) -> None:
@@ -83,7 +83,7 @@ class FastRun:
             for name, _ in models[0].named_parameters()
         }
         self.members = members
-        self.engine = FastEngine(cfg.model, task)
+        self.engine = ModularFastEngine(cfg.model, task)
         self.opt = adamw(list(self.params.values()), cfg)
         tr_labels = task.labels(task.train_idx).to(device)
         self.tr = task.tokens(task.train_idx).to(device)[None], tr_labels.repeat(members)  # tokens shared
@@ -91,7 +91,7 @@ class FastRun:
 
     def _loss(self, tokens: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Sum over members of each member's mean cross-entropy (= the plain loss for one member)."""
-        logits = self.engine.logits(self.params, tokens)  # [member batch vocab]
+        logits = self.engine.answer_logits(self.params, tokens)  # [member batch vocab]
         return F.cross_entropy(logits.flatten(0, 1).double(), labels) * self.members
 
     def step(self) -> None:

@@ -1,7 +1,8 @@
 import pytest
 
 from grokscope.cli import main
-from grokscope.config import ConfigError, RunConfig, make_config, parse_set
+from grokscope.config import ConfigError, RunConfig, parse_set
+from grokscope.presets import make_config
 from grokscope.presets import PRESETS, get_preset
 
 

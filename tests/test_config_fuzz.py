@@ -22,7 +22,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from grokscope.cli import main
-from grokscope.config import SECTIONS, ConfigError, RunConfig, _parse_scalar, is_prime, make_config
+from grokscope.config import SECTIONS, ConfigError, RunConfig, _parse_scalar, is_prime
+from grokscope.presets import make_config
 from grokscope.presets import get_preset
 
 BASE = get_preset("tiny").replace(**{"train.epochs": 2, "train.progress": False}).to_dict()

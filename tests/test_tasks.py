@@ -1,20 +1,20 @@
 import numpy as np
 import pytest
 
-from grokscope.config import TaskConfig
+from grokscope.config import ModularConfig
 from grokscope.tasks.modular import ModularTask, labels_for
 
 
 def test_split_is_deterministic_and_seed_dependent():
-    a = ModularTask.from_config(TaskConfig(p=31, data_seed=3))
-    b = ModularTask.from_config(TaskConfig(p=31, data_seed=3))
-    c = ModularTask.from_config(TaskConfig(p=31, data_seed=4))
+    a = ModularTask.from_config(ModularConfig(p=31, data_seed=3))
+    b = ModularTask.from_config(ModularConfig(p=31, data_seed=3))
+    c = ModularTask.from_config(ModularConfig(p=31, data_seed=4))
     assert np.array_equal(a.train_idx, b.train_idx) and np.array_equal(a.test_idx, b.test_idx)
     assert not np.array_equal(a.train_idx, c.train_idx)
 
 
 def test_split_partitions_the_table():
-    t = ModularTask.from_config(TaskConfig(p=113, frac_train=0.3))
+    t = ModularTask.from_config(ModularConfig(p=113, frac_train=0.3))
     assert len(t.train_idx) == round(0.3 * 113**2)
     assert len(np.intersect1d(t.train_idx, t.test_idx)) == 0
     assert np.array_equal(np.union1d(t.train_idx, t.test_idx), np.arange(113**2))
@@ -22,7 +22,7 @@ def test_split_partitions_the_table():
 
 def test_symmetric_split_keeps_pairs_together():
     p = 29
-    t = ModularTask.from_config(TaskConfig(p=p, frac_train=0.4, split="symmetric", data_seed=1))
+    t = ModularTask.from_config(ModularConfig(p=p, frac_train=0.4, split="symmetric", data_seed=1))
     train = set(t.train_idx.tolist())
     for i in train:
         x, y = divmod(i, p)
@@ -32,14 +32,14 @@ def test_symmetric_split_keeps_pairs_together():
 
 def test_random_split_does_not_keep_pairs_together():
     p = 29
-    t = ModularTask.from_config(TaskConfig(p=p, frac_train=0.4, split="random"))
+    t = ModularTask.from_config(ModularConfig(p=p, frac_train=0.4, split="random"))
     train = set(t.train_idx.tolist())
     assert any((i % p) * p + i // p not in train for i in train)
 
 
 def test_division_is_true_modular_division():
     p = 13
-    t = ModularTask.from_config(TaskConfig(p=p, op="div", frac_train=1.0))
+    t = ModularTask.from_config(ModularConfig(p=p, op="div", frac_train=1.0))
     assert len(t.grid_index) == p * (p - 1)  # y = 0 excluded
     for i in t.grid_index:
         x, y = divmod(int(i), p)
@@ -66,7 +66,7 @@ def test_rand_table_is_fixed_by_data_seed():
 
 
 def test_tokens_encode_x_y_eq():
-    t = ModularTask.from_config(TaskConfig(p=113))
+    t = ModularTask.from_config(ModularConfig(p=113))
     tok = t.tokens(np.array([5 * 113 + 110]))
     assert tok.tolist() == [[5, 110, 113]]
     assert t.labels(np.array([5 * 113 + 110])).tolist() == [2]

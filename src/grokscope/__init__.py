@@ -10,27 +10,28 @@ The Python API mirrors the CLI verbs:
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from typing import Any
 
-from grokscope.config import ConfigError, RunConfig, make_config  # noqa: E402
-from grokscope.presets import get_preset  # noqa: E402
-from grokscope.run import Run, load_run  # noqa: E402
-from grokscope.trainer import Callback, TrainState, train, train_ensemble  # noqa: E402
+from grokscope._version import __version__
+from grokscope.callbacks import Callback, TrainState
+from grokscope.config import ConfigError, RunConfig
+from grokscope.presets import get_preset, make_config
+from grokscope.run import Run, load_run
+from grokscope.trainer import train, train_ensemble
+
+# analyze / report / demo import the analysis and plotting stack, so they load on first use
+# (`grokscope train` starts faster); each is the very function of its module.
+_LAZY = {"analyze": ("grokscope.analysis", "analyze"), "report": ("grokscope.report", "write_report"),
+         "demo": ("grokscope.demo", "demo")}
 
 
-def analyze(path, **kwargs) -> dict:
-    """Write RUN/analysis/ and return the summary (see docs/analysis.md)."""
-    from grokscope.analysis import analyze_run
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
 
-    return analyze_run(path, **kwargs)
-
-
-def report(paths, **kwargs):
-    """Write RUN/report.html (one run) or a comparison report (several); returns its path."""
-    from grokscope.report import write_report
-
-    return write_report(paths, **kwargs)
-
+        module, attr = _LAZY[name]
+        return getattr(importlib.import_module(module), attr)
+    raise AttributeError(f"module 'grokscope' has no attribute {name!r}")
 
 __all__ = ["ConfigError", "RunConfig", "make_config", "get_preset", "Run", "load_run", "Callback", "TrainState",
-           "train", "train_ensemble", "analyze", "report", "__version__"]
+           "train", "train_ensemble", "analyze", "report", "demo", "__version__"]

@@ -12,16 +12,11 @@ import sys
 import time
 from pathlib import Path
 
-from grokscope.config import ConfigError, RunConfig, make_config, parse_set
-from grokscope.io import RunDirError, WriteError
+from grokscope.config import ConfigError, RunConfig, parse_set
+from grokscope.presets import make_config
+from grokscope.io import RunDirError, WriteError, progress_bar
 
 log = logging.getLogger("grokscope")
-
-# The demo trains the canonical config past grokking (epoch 8170 with seed 0) and clean-up (~9.7k),
-# then stops: 12k of the preset's 40k epochs, 4.5-7 minutes on a 2-core CPU.
-# `grokscope train --preset nanda2023` runs the full length.
-DEMO_EPOCHS = 12000
-
 
 class UsageError(Exception):
     """Bad command-line input (exit 2)."""
@@ -83,24 +78,25 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _print_headline(path: Path, seconds: float) -> None:
+    from grokscope.analysis.phases import grokking_step
     from grokscope.run import load_run
 
     m = load_run(path).metrics
-    grok = m.loc[m.test_acc >= 0.99, "epoch"]
+    step = grokking_step(m)
     last = m.iloc[-1]
     print(f"run: {path}")
     print(f"wall time: {seconds:.1f} s; final train_acc {last.train_acc:.4f}, test_acc {last.test_acc:.4f}")
-    print(f"grokking epoch (first test_acc >= 0.99): {int(grok.iloc[0]) if len(grok) else 'not reached'}")
+    epoch = "not reached" if step is None else int(m.loc[m.step == step, "epoch"].iloc[0])
+    print(f"grokking epoch (first test_acc >= 0.99): {epoch}")
+
+
+# analyze() names its own arguments; the CLI names them as flags
+_FLAGS = {"max_checkpoints": "--max-checkpoints", "key_rule.threshold": "--threshold"}
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from grokscope.analysis import analyze_run
-    from grokscope.trainer import progress_bar
+    from grokscope.analysis import KeyRule, analyze
 
-    if args.max_checkpoints is not None and args.max_checkpoints < 1:
-        raise ConfigError("--max-checkpoints", f"must be an integer >= 1 (got {args.max_checkpoints})")
-    if not 0.0 < args.threshold <= 1.0:
-        raise ConfigError("--threshold", f"must be in (0, 1] (got {args.threshold})")
     for run in args.runs:
         t0 = time.perf_counter()
         with progress_bar(None, unit="ckpt", desc=str(run)) as bar:
@@ -108,9 +104,17 @@ def cmd_analyze(args: argparse.Namespace) -> int:
                 bar.total = total
                 bar.update(done - bar.n)
 
-            summary = analyze_run(run, threshold=args.threshold, max_checkpoints=args.max_checkpoints, progress=progress)
+            try:
+                result = analyze(run, max_checkpoints=args.max_checkpoints, progress=progress,
+                                 key_rule=KeyRule(threshold=args.threshold))
+            except ConfigError as err:
+                if err.key in _FLAGS:
+                    raise ConfigError(_FLAGS[err.key], str(err).split(": ", 1)[1]) from None
+                raise
+        summary = result.summary
         print(f"{run}: {summary.get('n_checkpoints')} checkpoints analysed in {time.perf_counter() - t0:.1f} s, "
-              f"written to {Path(run) / 'analysis'}; key frequencies {summary.get('key_frequencies')}")
+              f"written to {result.path}; analyses {', '.join(summary.get('analyses') or []) or 'none'}; "
+              f"key frequencies {summary.get('key_frequencies')}")
     return 0
 
 
@@ -123,29 +127,22 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from grokscope.presets import get_preset
-    from grokscope.trainer import train
+    from grokscope.analysis import load_analysis
+    from grokscope.demo import demo, demo_config
 
-    cfg = get_preset("nanda2023").replace(**{"train.epochs": DEMO_EPOCHS, "name": "demo: nanda2023"})
-    cfg = cfg.replace(**parse_set(args.set or []))
+    overrides = parse_set(args.set or [])
+    cfg = demo_config(overrides)  # bad --set values fail here, before anything is written
     out = Path(args.out) if args.out else Path("runs") / f"demo-{time.strftime('%Y%m%d-%H%M%S')}"
-    print(f"training the canonical run (x + y mod 113, {cfg.train.epochs} epochs) into {out} ...", flush=True)
+    print(f"training the canonical run (x + y mod 113, {cfg.train.epochs} epochs), then analysing and reporting it, "
+          f"into {out} ...", flush=True)
     t0 = time.perf_counter()
-    train(cfg, out)
+    demo(out, overrides)
     _print_headline(out, time.perf_counter() - t0)
-    try:
-        from grokscope.analysis import analyze_run
-    except ImportError:  # analysis not installed in this build
-        return 0
-    summary = analyze_run(out)
+    summary = load_analysis(out).summary or {}
     print(f"key frequencies: {summary.get('key_frequencies')}; phases: {summary.get('phases')}")
     print(f"neurons single-frequency: {summary.get('frac_neurons_single_frequency')}; "
           f"logit fit variance explained: {summary.get('logit_fit_variance_explained')}")
-    try:
-        from grokscope.report import write_report
-    except ImportError:
-        return 0
-    print(f"report: {write_report([out])}")
+    print(f"report: {out / 'report.html'}")
     return 0
 
 

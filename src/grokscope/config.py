@@ -38,13 +38,30 @@ def is_prime(n: int) -> bool:
 
 
 # --- the components --------------------------------------------------------------------------
+# `task` and `model` are families: the section's `name` picks the dataclass (TASK_CONFIGS,
+# MODEL_CONFIGS), so a new task or model brings its own keys and checks without touching the
+# others. A family's config also says how big its data and model are (`shape`, `n_params`), which
+# is all `RunConfig.check` needs to catch absurd sizes before anything is built.
+
+
+@dataclass(frozen=True)
+class TaskShape:
+    """What the model and the trainer need to know of a task before its data exists."""
+
+    d_vocab: int
+    d_vocab_out: int
+    n_ctx: int
+    n_train: int  # training examples (sequences)
+
 
 MODULAR_OPS = ("add", "sub", "mul", "div", "x2xyy2", "rand")
 
 
 @dataclass(frozen=True)
-class TaskConfig:
-    name: Literal["modular"] = "modular"
+class ModularConfig:
+    """z = op(x, y) mod p over the p*p table (grokscope.tasks.modular)."""
+
+    name: str = "modular"
     op: Literal["add", "sub", "mul", "div", "x2xyy2", "rand"] = "add"
     p: int = 113  # the modulus; Nanda et al. (2023) use 113
     frac_train: float = 0.3  # share of the p*p pairs used for training
@@ -63,10 +80,16 @@ class TaskConfig:
         if self.data_seed < 0:
             raise ConfigError("task.data_seed", f"must be >= 0 (got {self.data_seed})")
 
+    def shape(self) -> TaskShape:
+        n_pairs = self.p * (self.p - 1) if self.op == "div" else self.p**2
+        return TaskShape(self.p + 1, self.p, 3, max(1, round(self.frac_train * n_pairs)))
+
 
 @dataclass(frozen=True)
 class ModelConfig:
-    name: Literal["transformer"] = "transformer"
+    """A decoder-only transformer in TransformerLens layout (grokscope.models.transformer)."""
+
+    name: str = "transformer"
     n_layers: int = 1
     d_model: int = 128
     n_heads: int = 4
@@ -86,6 +109,16 @@ class ModelConfig:
             raise ConfigError("model.n_layers", f"must be <= 16 (got {self.n_layers})")
         if self.d_mlp < 1 and not self.attn_only:
             raise ConfigError("model.d_mlp", f"must be >= 1 unless model.attn_only (got {self.d_mlp})")
+
+    def n_params(self, shape: TaskShape) -> int:
+        per_layer = 4 * self.n_heads * self.d_model * self.d_head + (0 if self.attn_only else 2 * self.d_model * self.d_mlp)
+        return (shape.d_vocab + shape.d_vocab_out) * self.d_model + self.n_layers * per_layer
+
+    def size_key(self) -> str:
+        """The key to name when the model is too big: the one furthest above its canonical value."""
+        sizes = {"model.d_model": self.d_model / 128, "model.d_mlp": self.d_mlp / 512, "model.n_heads": self.n_heads / 4,
+                 "model.d_head": self.d_head / 32, "model.n_layers": self.n_layers}
+        return max(sizes, key=sizes.get)
 
 
 @dataclass(frozen=True)
@@ -141,29 +174,79 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class InterventionConfig:
+    """One entry of the `interventions:` list: `kind` picks the dataclass (INTERVENTION_CONFIGS).
+
+    Each kind subclasses this, adds its keys, and is built into a training callback by
+    grokscope.interventions; the entry is recorded in config.json, so a resumed run rebuilds it.
+    """
+
+    kind: str = ""
+
+    def check(self, key: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class LrMultiplier(InterventionConfig):
+    """From step `at_step` on, every member's learning rate is multiplied by `factor`."""
+
+    kind: str = "lr_multiplier"
+    at_step: int = 0
+    factor: float = 1.0
+
+    def check(self, key: str) -> None:
+        if self.at_step < 0:
+            raise ConfigError(f"{key}.at_step", f"must be an integer >= 0 (got {self.at_step})")
+        if not (self.factor >= 0 and math.isfinite(self.factor)):
+            raise ConfigError(f"{key}.factor", f"must be a finite number >= 0 (got {self.factor})")
+
+
+@dataclass(frozen=True)
+class GrokfastEMA(InterventionConfig):
+    """Grokfast-EMA (Lee et al. 2024): grad <- grad + lamb * ema, ema <- alpha ema + (1 - alpha) grad.
+
+    Amplifies the slow components of the gradient; the EMA starts as the first gradient, as in the
+    reference implementation, and is saved with the optimizer state so a resume is exact.
+    """
+
+    kind: str = "grokfast_ema"
+    alpha: float = 0.98
+    lamb: float = 2.0
+    from_step: int = 0  # the filter runs from this step on (the EMA too)
+
+    def check(self, key: str) -> None:
+        if not 0.0 <= self.alpha < 1.0:
+            raise ConfigError(f"{key}.alpha", f"must be in [0, 1) (got {self.alpha})")
+        if not (self.lamb >= 0 and math.isfinite(self.lamb)):
+            raise ConfigError(f"{key}.lamb", f"must be a finite number >= 0 (got {self.lamb})")
+        if self.from_step < 0:
+            raise ConfigError(f"{key}.from_step", f"must be an integer >= 0 (got {self.from_step})")
+
+
+@dataclass(frozen=True)
 class RunConfig:
-    task: TaskConfig = field(default_factory=TaskConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
+    task: Any = field(default_factory=ModularConfig)  # a TASK_CONFIGS family member
+    model: Any = field(default_factory=ModelConfig)  # a MODEL_CONFIGS family member
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    interventions: tuple = ()  # InterventionConfig entries, applied in order
     name: Optional[str] = None  # a label for reports; free text (escaped wherever shown)
 
     def check(self) -> None:
         for section in SECTIONS:
             getattr(self, section).check()
-        n_train = max(1, round(self.task.frac_train * self.task.p**2))
+        for i, entry in enumerate(self.interventions):
+            entry.check(f"interventions.{i}")
+        shape = self.task.shape()
         if self.train.batch_size is not None:
-            if self.train.batch_size > n_train:
-                raise ConfigError("train.batch_size", f"must be <= the {n_train} training examples (got {self.train.batch_size})")
+            if self.train.batch_size > shape.n_train:
+                raise ConfigError("train.batch_size", f"must be <= the {shape.n_train} training examples (got {self.train.batch_size})")
         # Absurd sizes fail here, with the field named, not later as an allocation error or a hang.
-        m, d_vocab = self.model, self.task.p + 1
-        n_params = 2 * d_vocab * m.d_model + m.n_layers * (4 * m.n_heads * m.d_model * m.d_head + (0 if m.attn_only else 2 * m.d_model * m.d_mlp))
+        n_params = self.model.n_params(shape)
         if n_params > MAX_PARAMS:
-            sizes = {"model.d_model": m.d_model / 128, "model.d_mlp": m.d_mlp / 512, "model.n_heads": m.n_heads / 4,
-                     "model.d_head": m.d_head / 32, "model.n_layers": m.n_layers}
-            raise ConfigError(max(sizes, key=sizes.get), f"the model would have ~{n_params:.3g} parameters (max {MAX_PARAMS:.3g}); "
+            raise ConfigError(self.model.size_key(), f"the model would have ~{n_params:.3g} parameters (max {MAX_PARAMS:.3g}); "
                               "reduce model.d_model, model.d_mlp, model.n_heads, model.d_head or model.n_layers")
-        steps = self.train.epochs * (1 if self.train.batch_size is None else -(-n_train // self.train.batch_size))
+        steps = self.train.epochs * (1 if self.train.batch_size is None else -(-shape.n_train // self.train.batch_size))
         for key, every, limit in (("train.eval_every", self.train.eval_every, 10**7), ("train.checkpoint_every", self.train.checkpoint_every, 10**6)):
             if steps // every > limit:
                 raise ConfigError(key, f"would give {steps // every} {key[6:-6]}s over {steps} steps (max {limit}); raise it or lower train.epochs")
@@ -181,8 +264,10 @@ class RunConfig:
         for key, value in data.items():
             if key == "name":
                 kwargs["name"] = None if value is None else str(value)
+            elif key == "interventions":
+                kwargs["interventions"] = _build_interventions(value)
             elif key in SECTIONS:
-                kwargs[key] = _build_section(SECTIONS[key], key, value)
+                kwargs[key] = _build_section(key, value)
             else:
                 raise ConfigError(str(key), f"unknown key (allowed: {', '.join(ALL_TOP_KEYS)})")
         cfg = cls(**kwargs)
@@ -196,23 +281,72 @@ class RunConfig:
 
 MAX_PARAMS = 4 * 10**9  # parameters per model: far beyond grokking scale, well below an allocation failure
 
-SECTIONS: dict[str, type] = {"task": TaskConfig, "model": ModelConfig, "optim": OptimConfig, "train": TrainConfig}
-ALL_TOP_KEYS = (*SECTIONS, "name")
+# The section families: name -> config dataclass. New tasks and models register theirs here
+# (grokscope.tasks.register_task, grokscope.models.register_model).
+TASK_CONFIGS: dict[str, type] = {"modular": ModularConfig}
+MODEL_CONFIGS: dict[str, type] = {"transformer": ModelConfig}
+INTERVENTION_CONFIGS: dict[str, type] = {"lr_multiplier": LrMultiplier, "grokfast_ema": GrokfastEMA}
+FAMILIES: dict[str, dict[str, type]] = {"task": TASK_CONFIGS, "model": MODEL_CONFIGS}
+# Each section's default dataclass (the canonical run's).
+SECTIONS: dict[str, type] = {"task": ModularConfig, "model": ModelConfig, "optim": OptimConfig, "train": TrainConfig}
+ALL_TOP_KEYS = (*SECTIONS, "interventions", "name")
 
 
-def _build_section(cls: type, section: str, data: Any) -> Any:
+def flatten_dict(d: dict, prefix: str = "") -> dict[str, Any]:
+    """{"a": {"b": 1}} -> {"a.b": 1}: the dotted keys of a nested config (lists are leaves)."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        out.update(flatten_dict(v, key + ".") if isinstance(v, dict) else {key: v})
+    return out
+
+
+def _family(section: str, name: Any) -> type:
+    family = FAMILIES.get(section)
+    if family is None:
+        return SECTIONS[section]
+    if not isinstance(name, str) or name not in family:
+        raise ConfigError(f"{section}.name", f"unknown {section} {name!r} (allowed: {', '.join(family)})")
+    return family[name]
+
+
+def _build_section(section: str, data: Any) -> Any:
     if data is None:
-        return cls()
+        return SECTIONS[section]()
     if not isinstance(data, dict):
         raise ConfigError(section, f"must be a mapping (got {type(data).__name__})")
+    cls = _family(section, data.get("name", SECTIONS[section]().name) if section in FAMILIES else None)
+    return _build_dataclass(cls, section, data)
+
+
+def _build_dataclass(cls: type, prefix: str, data: dict) -> Any:
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     kwargs = {}
     for key, value in data.items():
         if key not in names:
-            raise ConfigError(f"{section}.{key}", f"unknown key (allowed: {', '.join(names)})")
-        kwargs[key] = coerce(f"{section}.{key}", value, hints[key])
+            raise ConfigError(f"{prefix}.{key}", f"unknown key (allowed: {', '.join(names)})")
+        kwargs[key] = coerce(f"{prefix}.{key}", value, hints[key])
     return cls(**kwargs)
+
+
+def _build_interventions(data: Any) -> tuple:
+    if data is None:
+        return ()
+    if isinstance(data, str):
+        data = _parse_scalar(data)
+    if not isinstance(data, (list, tuple)):
+        raise ConfigError("interventions", f"must be a list of mappings with a kind (got {type(data).__name__})")
+    out = []
+    for i, entry in enumerate(data):
+        key = f"interventions.{i}"
+        if not isinstance(entry, dict):
+            raise ConfigError(key, f"must be a mapping with a kind (got {type(entry).__name__})")
+        kind = entry.get("kind")
+        if not isinstance(kind, str) or kind not in INTERVENTION_CONFIGS:
+            raise ConfigError(f"{key}.kind", f"unknown intervention {kind!r} (allowed: {', '.join(INTERVENTION_CONFIGS)})")
+        out.append(_build_dataclass(INTERVENTION_CONFIGS[kind], key, entry))
+    return tuple(out)
 
 
 def coerce(key: str, value: Any, hint: Any) -> Any:
@@ -303,16 +437,34 @@ def parse_set(items: list[str]) -> dict[str, Any]:
 
 
 def apply_overrides(cfg: RunConfig, overrides: dict[str, Any]) -> RunConfig:
+    """Dotted overrides on a config. Setting `task.name` / `model.name` to another family starts that
+    section from the family's defaults (the old family's keys do not carry over)."""
     data = cfg.to_dict()
     for key, value in overrides.items():
-        if key == "name":
-            data["name"] = value
+        if key in ("name", "interventions"):
+            data[key] = value
             continue
         section, _, leaf = key.partition(".")
         if section not in SECTIONS or not leaf:
             raise ConfigError(key, f"unknown key (sections: {', '.join(ALL_TOP_KEYS)}; e.g. optim.lr)")
+        if leaf == "name" and section in FAMILIES and value != data[section].get("name"):
+            data[section] = {}
         data[section][leaf] = value
     return RunConfig.from_dict(data)
+
+
+def merge_config(base: RunConfig, data: dict[str, Any]) -> RunConfig:
+    """`data` (a config file's dict) over `base`, section by section; a section naming another
+    family replaces the base section instead of merging into it."""
+    merged = base.to_dict()
+    for key, value in data.items():
+        if key in SECTIONS and isinstance(value, dict) and isinstance(merged.get(key), dict):
+            if key in FAMILIES and value.get("name", merged[key].get("name")) != merged[key].get("name"):
+                merged[key] = {}
+            merged[key].update(value)
+        else:
+            merged[key] = value
+    return RunConfig.from_dict(merged)
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:
@@ -337,24 +489,3 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     if "config" in data and "meta" in data:  # a run directory's config.json
         data = data["config"]
     return data
-
-
-def make_config(
-    file: str | Path | None = None, preset: str | None = None, overrides: dict[str, Any] | None = None
-) -> RunConfig:
-    """Compose preset <- file <- overrides, the order the CLI applies them."""
-    from grokscope.presets import get_preset
-
-    cfg = get_preset(preset) if preset else RunConfig()
-    if file is not None:
-        data = load_config_file(file)
-        merged = cfg.to_dict()
-        for key, value in data.items():
-            if key in SECTIONS and isinstance(value, dict) and isinstance(merged.get(key), dict):
-                merged[key].update(value)
-            else:
-                merged[key] = value
-        cfg = RunConfig.from_dict(merged)
-    if overrides:
-        cfg = apply_overrides(cfg, overrides)
-    return cfg

@@ -1,10 +1,12 @@
-"""Atomic file writes: a crash or a kill leaves either the old file or the new one, never half of one."""
+"""Atomic file writes (a crash or a kill leaves either the old file or the new one, never half of
+one), and the progress bar that long work shows on a terminal."""
 
 from __future__ import annotations
 
 import io
 import json
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -78,3 +80,11 @@ def _json_default(obj: Any) -> Any:
     if hasattr(obj, "tolist"):
         return obj.tolist()
     raise TypeError(f"not JSON-serialisable: {type(obj).__name__}")
+
+
+def progress_bar(total: int | None, initial: int = 0, unit: str = "step", enabled: bool = True, desc: str | None = None):
+    """A tqdm bar on stderr, silent unless `enabled` and stderr is a terminal (logs and CI stay clean)."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, disable=not (enabled and sys.stderr.isatty()), unit=unit, desc=desc,
+                dynamic_ncols=True, mininterval=0.5)

@@ -1,8 +1,15 @@
-"""Named configurations. `nanda2023` is the canonical run of seed 004 (Nanda et al., ICLR 2023)."""
+"""Named configurations, and `make_config`, which composes a preset, a file and overrides.
+
+`nanda2023` is the canonical run of "Progress measures for grokking via mechanistic
+interpretability" (Nanda et al., ICLR 2023).
+"""
 
 from __future__ import annotations
 
-from grokscope.config import ConfigError, RunConfig, apply_overrides
+from pathlib import Path
+from typing import Any
+
+from grokscope.config import ConfigError, RunConfig, apply_overrides, load_config_file, merge_config
 
 # Each preset is a set of overrides on the defaults, so the defaults stay the single source.
 PRESETS: dict[str, dict] = {
@@ -20,3 +27,15 @@ def get_preset(name: str) -> RunConfig:
     if name not in PRESETS:
         raise ConfigError("--preset", f"unknown preset {name!r} (allowed: {', '.join(PRESETS)})")
     return apply_overrides(RunConfig(), PRESETS[name])
+
+
+def make_config(
+    file: str | Path | None = None, preset: str | None = None, overrides: dict[str, Any] | None = None
+) -> RunConfig:
+    """Compose preset <- file <- overrides, the order the CLI applies them."""
+    cfg = get_preset(preset) if preset else RunConfig()
+    if file is not None:
+        cfg = merge_config(cfg, load_config_file(file))
+    if overrides:
+        cfg = apply_overrides(cfg, overrides)
+    return cfg

@@ -1,30 +1,42 @@
-"""`load_run`: a finished (or running) run directory as Python objects, for analysis and notebooks."""
+"""`Run`: the one reader of a run directory, for the analysis, the report and notebooks alike.
+
+    run = grokscope.load_run("runs/add113")
+    run.config, run.task, run.metrics, run.steps       # what training wrote
+    run.params(step), run.checkpoint(step)             # parameters / a model with hooks, verified by sha256
+    run.analysis("fourier")                            # what an analysis wrote (RUN/analysis/fourier/)
+    loss = run.loss_fn("train")                        # stacked params -> loss per member, differentiable twice
+
+`loss_fn` is the building block for loss-landscape work: Hessian-vector products (torch.func),
+slices and mode connectivity (points as members), SGLD chains (chains as members) and ablations.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Callable
 
-import numpy as np
 import pandas as pd
 import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
 
 from grokscope.config import ConfigError, RunConfig
+from grokscope.engine.generic import GenericEngine
 from grokscope.io import RunDirError
 from grokscope.models import make_model
-from grokscope.models.transformer import Transformer
-from grokscope.runstore import RunStore
-from grokscope.tasks.modular import ModularTask
+from grokscope.runstore import RunStore, StoredAnalysis
+from grokscope.tasks import Split, Task, task_class
 
 
 @dataclass
 class Run:
-    """A run directory, read: config, split, metrics and checkpoints (loaded lazily, verified by sha256)."""
+    """A run directory, read: config, split, metrics, checkpoints (loaded lazily, verified) and analyses."""
 
     path: Path
     config: RunConfig
     meta: dict
-    task: ModularTask
+    task: Task
     store: RunStore = field(repr=False)
 
     @property
@@ -40,7 +52,7 @@ class Run:
         """Checkpointed steps, ascending."""
         return self.store.checkpoint_steps()
 
-    def params(self, step: int | None = None) -> dict[str, torch.Tensor]:
+    def params(self, step: int | None = None) -> dict[str, Tensor]:
         """{TransformerLens name: tensor} at a checkpoint (default: the last)."""
         if step is None:
             if not self.steps:
@@ -48,15 +60,60 @@ class Run:
             step = self.steps[-1]
         return self.store.load_checkpoint(step)
 
-    def checkpoint(self, step: int | None = None, device: str | torch.device = "cpu") -> Transformer:
+    def model(self) -> nn.Module:
+        """The run's model, freshly initialised (load a checkpoint into it, or use `checkpoint`)."""
+        return make_model(self.config, self.task)
+
+    def checkpoint(self, step: int | None = None, device: str | torch.device = "cpu") -> nn.Module:
         """The model at a checkpoint, ready for `run_with_cache`."""
-        model = make_model(self.config, self.task)
+        model = self.model()
         params = self.params(step)
         expected = set(model.state_dict())
         if set(params) != expected:
             raise RunDirError(f"{self.path}: checkpoint tensors {sorted(set(params) ^ expected)} do not match the model")
         model.load_state_dict(params)
         return model.to(device).eval()
+
+    # -- analyses -------------------------------------------------------------------------------
+    @property
+    def analyses(self) -> list[str]:
+        """Names of the analyses written into RUN/analysis/."""
+        return self.store.analysis_names()
+
+    def analysis(self, name: str | None = None) -> StoredAnalysis:
+        """What analysis `name` wrote (None: the run-level summary and progress table)."""
+        return self.store.read_analysis(name)
+
+    # -- the loss as a function of the parameters -----------------------------------------------
+    def loss_fn(self, split: Split = "train", device: str | torch.device = "cpu",
+                dtype: torch.dtype | None = None) -> Callable[[dict[str, Tensor]], Tensor]:
+        """`f(params) -> loss [member]`: the mean cross-entropy over `split`, for stacked parameters
+        {name: [member, *shape]}, through the generic engine and plain autograd ops (so torch.func
+        transforms such as hvp, jacrev and vmap go through it). The loss is computed in the run's
+        train.loss_dtype, as the trainer's evaluation; `dtype` casts the parameters first."""
+        if split not in ("train", "test"):
+            raise ConfigError("split", f"must be one of train, test (got {split!r})")
+        model = self.model().to(device)
+        engine = GenericEngine(self.config.model, self.task, model)
+        batch = self.task.batch(split).to(device)
+        loss_dtype = torch.float64 if self.config.train.loss_dtype == "float64" else torch.float32
+        targets = batch.targets[batch.mask].reshape(-1)
+
+        def loss(params: dict[str, Tensor]) -> Tensor:
+            if dtype is not None:
+                params = {k: v.to(dtype) for k, v in params.items()}
+            m = next(iter(params.values())).shape[0]
+            logits = engine.logits(params, batch.inputs.expand(m, -1, -1))[:, batch.mask]  # [m n n_target V]
+            flat = logits.reshape(m, -1, logits.shape[-1]).to(loss_dtype)
+            return F.cross_entropy(flat.transpose(1, 2), targets.expand(m, -1), reduction="none").mean(-1)
+
+        return loss
+
+    def stacked_params(self, steps: list[int] | int | None = None) -> dict[str, Tensor]:
+        """Checkpoints as one stacked parameter dict {name: [member, *shape]} (default: the last)."""
+        steps = [self.steps[-1] if steps is None else steps] if not isinstance(steps, list) else steps
+        loaded = [self.params(s) for s in steps]
+        return {k: torch.stack([p[k] for p in loaded]) for k in loaded[0]}
 
 
 def load_run(path: str | Path) -> Run:
@@ -69,9 +126,13 @@ def load_run(path: str | Path) -> Run:
         cfg = RunConfig.from_dict(raw)
     except ConfigError as err:
         raise RunDirError(f"{store.config_path}: {err}") from None
-    split = store.read_split()
-    task = ModularTask.from_split(cfg.task, np.array(split["train"], dtype=np.int64), np.array(split["test"], dtype=np.int64))
-    valid = set(task.grid_index.tolist())
-    if not set(split["train"]) <= valid or not set(split["test"]) <= valid:
-        raise RunDirError(f"{store.split_path} holds indices outside the task's table")
+    try:
+        task = task_class(cfg.task).from_split(cfg.task, store.read_split())
+    except (ValueError, KeyError) as err:
+        raise RunDirError(f"{store.split_path}: {err}") from None
     return Run(store.path, cfg, meta, task, store)
+
+
+def as_run(run_or_path: Any) -> Any:
+    """A Run from a path; any other object (a Run, an in-memory run) is returned as it is."""
+    return load_run(run_or_path) if isinstance(run_or_path, (str, Path)) else run_or_path

@@ -4,7 +4,8 @@
     RUN/split.json    train and test grid indices
     RUN/metrics.parquet
     RUN/checkpoints/step_000000100.safetensors   parameters; metadata: step, sha256
-    RUN/state/step_000000100.safetensors         params + AdamW moments for exact resume
+    RUN/state/step_000000100.safetensors         params + AdamW moments (+ callback state) for exact resume
+    RUN/analysis/                                 what the analyses wrote (grokscope.analysis)
 
 Every write is atomic (temp file + fsync + rename) and nothing is a pickle: tensors are
 safetensors, whose header is JSON, so opening a run directory never executes code. Each
@@ -16,16 +17,22 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+import logging
 import os
 import struct
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, Sequence
 
 import pandas as pd
 import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
+from grokscope.config import ConfigError
 from grokscope.io import RunDirError, WriteError, atomic_write_bytes, atomic_write_json, atomic_write_parquet, read_json
+
+log = logging.getLogger(__name__)
 
 STEP_DIGITS = 9
 STATES_KEPT = 2  # the newest state and one fallback in case the newest is damaged
@@ -225,6 +232,21 @@ class RunStore:
     def load_state(self, step: int) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
         return decode_tensors(self.state_dir / step_name(step))
 
+    def save_step(self, step: int, params: dict[str, torch.Tensor], state: dict[str, torch.Tensor], meta: dict[str, str],
+                  rows: list[dict], checkpoint: bool = True) -> None:
+        """Checkpoint, metrics, then resumable state: a kill between them loses nothing but time."""
+        if checkpoint:
+            self.save_checkpoint(step, params)
+        self.save_metrics(rows)
+        self.save_state(step, state, meta)
+
+    def rows_before(self, step: int, expected: Sequence[int]) -> list[dict]:
+        """The metrics rows before `step`, which must be exactly the `expected` steps (a resume's start)."""
+        rows = [r for r in self.load_metrics().to_dict("records") if r["step"] < step]
+        if [r["step"] for r in rows] != sorted(expected):
+            raise CorruptFileError(f"{self.metrics_path} lacks rows before step {step}, the step of the newest usable state")
+        return rows
+
     # -- metrics --------------------------------------------------------------------------------
     def save_metrics(self, rows: list[dict]) -> None:
         atomic_write_parquet(self.metrics_path, pd.DataFrame(rows, columns=list(rows[0]) if rows else METRIC_COLUMNS))
@@ -242,6 +264,114 @@ class RunStore:
         return df
 
 
+    # -- analyses -------------------------------------------------------------------------------
+    def analysis_path(self, name: str | None = None) -> Path:
+        """RUN/analysis/ (name None: the run-level summary and progress) or RUN/analysis/<name>/."""
+        return self.analysis_dir if name is None else self.analysis_dir / name
+
+    def analysis_names(self) -> list[str]:
+        """The analyses written into this run: folders with a summary.json (a v1 layout reads as 'fourier')."""
+        d = self.analysis_dir
+        if not d.is_dir():
+            return []
+        names = sorted(p.name for p in d.iterdir() if p.is_dir() and (p / "summary.json").is_file())
+        return names or (["fourier"] if _is_v1(d) else [])
+
+    def write_analysis(self, name: str | None, summary: dict, tables: dict[str, pd.DataFrame],
+                       tensors: dict[str, torch.Tensor] | None = None, meta: dict[str, str] | None = None) -> Path:
+        return write_analysis_dir(self.analysis_path(name), summary, tables, tensors, meta)
+
+    def read_analysis(self, name: str | None = None) -> "StoredAnalysis":
+        return read_analysis_dir(self.analysis_dir, name, self.path)
+
+
+def write_analysis_dir(d: Path, summary: dict, tables: dict[str, pd.DataFrame],
+                       tensors: dict[str, torch.Tensor] | None = None, meta: dict[str, str] | None = None) -> Path:
+    """One analysis's files, atomically: a parquet per table, final.safetensors, then summary.json
+    (last: its presence marks a complete analysis)."""
+    for table, df in tables.items():
+        atomic_write_parquet(d / f"{table}.parquet", df)
+    if tensors:
+        atomic_write_bytes(d / "final.safetensors", st_save({k: v.contiguous() for k, v in tensors.items()}, metadata=meta or {}))
+    atomic_write_json(d / "summary.json", summary)
+    return d
+
+
+def read_analysis_dir(root: Path, name: str | None = None, run: Path | None = None) -> "StoredAnalysis":
+    """The files of analysis `name` under the analysis root (name None: the run-level ones). A file
+    that is absent or unreadable is left out, with the reason in `missing`, so a reader can still
+    use the rest. A v1 layout (grokscope 0.1.0: the Fourier analysis's files directly in
+    analysis/) reads as analysis 'fourier'."""
+    run = run if run is not None else root.parent
+    d = root if name is None else root / name
+    if name == "fourier" and not d.is_dir() and _is_v1(root):
+        d = root
+    out = StoredAnalysis(name, d)
+    summary, why = _read_file(d / "summary.json", read_json, run)
+    if why:
+        out.missing["summary"] = why
+    elif not isinstance(summary, dict):
+        out.missing["summary"] = "summary.json is not a JSON object"
+    else:
+        out.summary = summary
+    for f in sorted(d.glob("*.parquet")) if d.is_dir() else ():
+        df, why = _read_file(f, pd.read_parquet, run)
+        if why:
+            out.missing[f.stem] = why
+        else:
+            out.tables[f.stem] = df
+    if "progress" not in out.tables and "progress" not in out.missing:
+        out.missing["progress"] = _read_file(d / "progress.parquet", pd.read_parquet, run)[1]
+    if (d / "final.safetensors").exists():
+        tensors, why = _read_file(d / "final.safetensors", _load_safetensors, run)
+        if why:
+            out.missing["final"] = why
+        else:
+            out.tensors = tensors
+    return out
+
+
+@dataclass
+class StoredAnalysis:
+    """What one analysis wrote: its summary, tables (progress, ...) and final-checkpoint tensors."""
+
+    name: str | None
+    path: Path
+    summary: dict | None = None
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    tensors: dict[str, torch.Tensor] = field(default_factory=dict)
+    missing: dict[str, str] = field(default_factory=dict)  # file -> why it is absent
+
+    def table(self, name: str) -> pd.DataFrame:
+        if name not in self.tables:
+            raise RunDirError(self.missing.get(name) or f"{self.path / (name + '.parquet')} is missing")
+        return self.tables[name]
+
+
+def _is_v1(analysis_dir: Path) -> bool:
+    try:
+        return read_json(analysis_dir / "summary.json").get("format") == "grokscope.analysis.v1"
+    except (RunDirError, AttributeError):
+        return False
+
+
+def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(path))
+
+
+def _read_file(path: Path, reader: Callable, run: Path) -> tuple[object, str | None]:
+    """(value, None), or (None, a reason fit for a reader) for a missing or unreadable file."""
+    if not path.is_file():
+        return None, f"{path.name} not found: run `grokscope analyze {run}` first"
+    try:
+        return reader(path), None
+    except Exception as err:  # a half-written or foreign file must not stop the readers of the rest
+        log.warning("cannot read %s: %s", path, err)
+        return None, f"{path.name} could not be read ({err.__class__.__name__})"
+
+
 def _steps_in(folder: Path) -> list[int]:
     if not folder.is_dir():
         return []
@@ -251,3 +381,71 @@ def _steps_in(folder: Path) -> list[int]:
         if name.startswith("step_") and name.endswith(".safetensors") and name[5:-12].isdigit():
             steps.append(int(name[5:-12]))
     return sorted(steps)
+
+
+# --- a training run's lifecycle on disk ----------------------------------------------------------
+
+def _start_leftover(name: str) -> bool:
+    """What a start killed before config.json leaves (no run yet): a fresh train may take the directory over."""
+    return name in (".lock", "split.json") or (name.endswith(".tmp") and name.startswith((".split.json.", ".config.json.")))
+
+
+def release_all(stores: Sequence[RunStore]) -> None:
+    for store in stores:
+        store.release_lock()
+
+
+def open_for_training(stores: Sequence[RunStore], configs: Sequence[dict], splits: Sequence[dict], resume: bool) -> None:
+    """Check and lock every member's directory: all stay locked, or none (and an error says why).
+
+    A fresh start needs empty (or leftover-only) directories; a resume needs each directory's
+    stored config and split to equal the ones given.
+    """
+    for store in stores:
+        if resume:
+            if not store.exists():
+                raise RunDirError(f"cannot resume {store.path}: it holds no run (no config.json)")
+        elif store.path.is_dir() and any(not _start_leftover(p.name) for p in store.path.iterdir()):
+            raise RunDirError(f"{store.path} already holds files; use --resume to continue it, or choose another --out")
+    locked: list[RunStore] = []
+    try:
+        for store in stores:
+            store.acquire_lock()
+            locked.append(store)
+        if resume:
+            for store, config, split in zip(stores, configs, splits):
+                stored, _ = store.read_config()
+                if stored != config:
+                    raise ConfigError("--resume", f"the config differs from the one stored in {store.config_path}")
+                on_disk = store.read_split()
+                if on_disk["train"] != split["train"] or on_disk["test"] != split["test"]:
+                    raise RunDirError(f"{store.split_path} does not match the split its config produces")
+    except BaseException:
+        release_all(locked)
+        raise
+
+
+def write_headers(stores: Sequence[RunStore], configs: Sequence[dict], splits: Sequence[dict], meta: dict) -> None:
+    for store, config, split in zip(stores, configs, splits):
+        store.write_split(split)
+        store.write_config(config, meta)  # written last: its presence marks a run
+
+
+StateCheck = Callable[[Path, dict, dict], None]
+
+
+def latest_state(stores: Sequence[RunStore], check: StateCheck) -> tuple[int, list[tuple[dict, dict]]] | None:
+    """The newest step at which every member has a state that loads and passes `check`
+    (path, tensors, meta -> raises CorruptFileError), with the loaded (tensors, meta) per member.
+    Damaged files are skipped with a warning, falling back to the older state kept beside them."""
+    candidates = sorted(set.intersection(*(set(s.state_steps()) for s in stores)), reverse=True)
+    for step in candidates:
+        try:
+            loaded = [s.load_state(step) for s in stores]
+            for s, (tensors, meta) in zip(stores, loaded):
+                check(s.state_dir / step_name(step), tensors, meta)
+        except CorruptFileError as err:
+            log.warning("skipping damaged state: %s", err)
+            continue
+        return step, loaded
+    return None

@@ -19,7 +19,7 @@ import math
 
 import torch
 
-from grokscope.analysis.fourier import group_for
+from grokscope.analysis.modular.fourier import group_for
 from grokscope.config import RunConfig
 
 

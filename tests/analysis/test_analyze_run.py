@@ -1,4 +1,4 @@
-"""analyze_run on a run directory: files, formats, and the DESIGN summary keys."""
+"""analyze on a run directory: files, formats, and the DESIGN summary keys."""
 
 import json
 
@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from grokscope.analysis import analyze_run, load_analysis, progress_measures
+from grokscope.analysis import analyze, load_analysis
 from grokscope.runstore import RunStore
 from grokscope.tasks import make_task
 from planted import planted_config, planted_params, random_params
@@ -31,16 +31,19 @@ def run_dir(tmp_path_factory):
     store.save_metrics([{"step": int(s), "epoch": int(s), "train_loss": 1.0, "train_acc": min(1.0, s / 100),
                          "test_loss": float(10 ** (1 - 4 * np.clip((s - 150) / 100, 0, 1))),
                          "test_acc": float(s >= 250), "lr": 1e-3} for s in steps])
-    summary = analyze_run(path)
+    summary = analyze(path).summary
     return path, summary
 
 
 def test_files_written(run_dir):
     path, summary = run_dir
     a = path / "analysis"
-    for name in ("summary.json", "progress.parquet", "embed_fourier.parquet", "circles.parquet", "final.safetensors"):
+    for name in ("summary.json", "progress.parquet"):  # the run level
         assert (a / name).is_file(), name
-    assert not list(a.glob(".*.tmp"))
+    for name in ("summary.json", "progress.parquet", "embed_fourier.parquet", "circles.parquet", "final.safetensors"):
+        assert (a / "fourier" / name).is_file(), name
+    assert not list(a.glob("**/.*.tmp"))
+    assert summary["analyses"] == ["fourier"]
     on_disk = json.loads((a / "summary.json").read_text())  # strict JSON (no NaN)
     assert on_disk == summary
 
@@ -81,8 +84,8 @@ def test_progress_format(run_dir):
 
 def test_long_tables_and_final_tensors(run_dir):
     path, _ = run_dir
-    out = load_analysis(path)
-    emb, circ, fin = out["embed_fourier"], out["circles"], out["final"]
+    out = load_analysis(path, "fourier")
+    emb, circ, fin = out.tables["embed_fourier"], out.tables["circles"], out.tensors
     assert list(emb.columns) == ["step", "freq", "norm"] and len(emb) == 4 * 12
     assert list(circ.columns) == ["step", "freq", "token", "cos", "sin"] and len(circ) == 4 * 3 * 23
     assert fin["logits_fourier_norm"].shape == (23, 23)
@@ -102,8 +105,9 @@ def test_long_tables_and_final_tensors(run_dir):
 
 def test_progress_measures_api(run_dir):
     path, _ = run_dir
-    df = progress_measures(path, max_checkpoints=2)
+    df = analyze(path, max_checkpoints=2, out_dir=path / "tmp-analysis").progress
     assert df["step"].tolist() == [0, 300]
+    assert load_analysis(path).summary["n_checkpoints"] == 4  # out_dir left RUN/analysis/ alone
 
 
 def test_cli_analyze_options_and_bad_input(run_dir, tmp_path, capsys):
@@ -125,8 +129,6 @@ def test_cli_analyze_options_and_bad_input(run_dir, tmp_path, capsys):
 
 
 def test_concurrent_checkpoints_give_the_same_table(run_dir):
-    from grokscope.analysis import analyze
-
     seen = []
     one = analyze(run_dir[0], threads=1).progress
     two = analyze(run_dir[0], threads=2, progress=lambda done, total: seen.append((done, total))).progress

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from grokscope.analysis.forward import _generic, grid_forward
+from grokscope.analysis.modular.grid import _generic, grid_forward
 from grokscope.config import RunConfig
 from grokscope.models import make_model
 from grokscope.tasks import make_task

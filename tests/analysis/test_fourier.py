@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from grokscope.analysis.fourier import (
+from grokscope.analysis.modular.fourier import (
     block_energy,
     block_energy_fft,
     fourier_1d,
@@ -112,7 +112,7 @@ def test_sum_directions_unit_and_orthogonal():
 
 
 def test_cross_entropy_matches_float64_reference():
-    from grokscope.analysis.measures import cross_entropy
+    from grokscope.analysis.modular.measures import cross_entropy
 
     g = torch.Generator().manual_seed(0)
     for scale in (0.1, 10.0, 200.0):
@@ -129,7 +129,7 @@ def test_cross_entropy_matches_float64_reference():
 
 
 def test_accuracy_is_argmax_including_exact_ties():
-    from grokscope.analysis.measures import loss_and_accuracy
+    from grokscope.analysis.modular.measures import loss_and_accuracy
 
     g = torch.Generator().manual_seed(1)
     L = torch.randint(-2, 3, (400, 7), generator=g).float()  # small integers: many exact ties

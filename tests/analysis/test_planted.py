@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from grokscope.analysis import MemoryRun, analyze
-from grokscope.analysis.measures import CheckpointAnalyzer
+from grokscope.analysis.modular.measures import CheckpointAnalyzer
 from grokscope.config import RunConfig
 from grokscope.tasks import make_task
 from planted import planted_config, planted_params, random_params
@@ -45,12 +45,12 @@ def test_planted_frequencies_recovered(op, p, freqs):
     for k in freqs:
         assert f["excluded_loss_train_by_freq"][str(k)] > f["restricted_loss_train"]
     # W_E and W_L are sparse in the Fourier basis: all their norm sits on the planted frequencies
-    emb = res.final_tensors["embed_fourier_norm"].numpy()
+    emb = res.outputs["fourier"].tensors["embed_fourier_norm"].numpy()
     assert set(np.nonzero(emb > 1e-3 * emb.max())[0]) == set(freqs)
     own = s["W_L_cluster_own_freq_share"]
     assert all(own[str(k)] > 0.95 for k in freqs)
     # circles: token t sits at angle w_k * position(t) on the (cos, sin) plane of each key k
-    circ = res.circles
+    circ = res.outputs["fourier"].tables["circles"]
     k = freqs[0]
     c = circ[circ.freq == k]
     grp = CheckpointAnalyzer(cfg.model, task).group
@@ -116,5 +116,5 @@ def test_other_model_families_run(over):
     assert res.summary["key_frequencies"] == []
     assert len(res.progress) == 2 and np.isfinite(res.progress["train_loss"]).all()
     if cfg.model.attn_only:
-        assert "neuron_freq_frac" not in res.final_tensors
+        assert "neuron_freq_frac" not in res.outputs["fourier"].tensors
         assert res.summary["frac_neurons_single_frequency"] is None

@@ -1,4 +1,4 @@
-"""FastEngine = the plain model at the answer position: forward, gradients and 50 AdamW steps."""
+"""ModularFastEngine = the plain model at the answer position: forward, gradients and 50 AdamW steps."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from grokscope.config import ModelConfig, TaskConfig
-from grokscope.engine.fast import FastEngine
+from grokscope.config import ModelConfig, ModularConfig
+from grokscope.engine.modular_fast import ModularFastEngine
 from grokscope.engine.generic import GenericEngine
 from grokscope.models.transformer import make_transformer
 from grokscope.tasks.modular import ModularTask
@@ -35,7 +35,7 @@ def one_thread():
 
 def setup(variant: str, dtype: torch.dtype, members: int = 3, p: int = 23, seed: int = 0):
     cfg = ModelConfig(**SMALL, **VARIANTS[variant])
-    task = ModularTask.from_config(TaskConfig(p=p, frac_train=0.3))
+    task = ModularTask.from_config(ModularConfig(p=p, frac_train=0.3))
     model = make_transformer(cfg, task.d_vocab, task.d_vocab_out, task.n_ctx, seed).to(dtype)
     gen = torch.Generator().manual_seed(seed + 1)
     params = {}
@@ -64,13 +64,13 @@ def test_forward_and_gradients_match_plain_model(variant: str, dtype: torch.dtyp
     m = params["embed.W_E"].shape[0]
     grid = torch.randperm(task.p**2, generator=torch.Generator().manual_seed(5))[: 3 * 40].view(m, 40)
     tokens = torch.stack([task.tokens(g) for g in grid])  # [member batch 3], different examples per member
-    fast = FastEngine(cfg, task).logits(params, tokens)
-    generic = GenericEngine(model).logits(params, tokens)
-    assert fast.shape == (m, 40, task.d_vocab_out) and fast.dtype == dtype
+    fast = ModularFastEngine(cfg, task).logits(params, tokens)
+    generic = GenericEngine(cfg, task, model).logits(params, tokens)
+    assert fast.shape == (m, 40, 1, task.d_vocab_out) and fast.dtype == dtype
     tol = TOL[dtype]
     assert rel_close(fast, generic, tol)
     for i in range(m):  # the plain nn.Module, member by member
-        plain = functional_call(model, {k: v[i] for k, v in params.items()}, (tokens[i],))[:, -1]
+        plain = functional_call(model, {k: v[i] for k, v in params.items()}, (tokens[i],))[:, -1:]
         assert rel_close(fast[i], plain, tol)
     weight = torch.randn(fast.shape, generator=torch.Generator().manual_seed(7), dtype=torch.float64).to(dtype)
     g_fast, g_gen = grads(fast, params, weight), grads(generic, params, weight)
@@ -84,17 +84,17 @@ def test_forward_and_gradients_match_plain_model(variant: str, dtype: torch.dtyp
 
 def test_shared_tokens_and_no_grad() -> None:
     cfg, task, model, params = setup("relu", torch.float64, members=2)
-    eng = FastEngine(cfg, task)
+    eng = ModularFastEngine(cfg, task)
     tokens = task.tokens(task.test_idx)[None]  # member 1: shared by both members
     with torch.no_grad():
         out = eng.logits(params, tokens)
-        want = GenericEngine(model).logits(params, tokens.expand(2, -1, -1))
+        want = GenericEngine(cfg, task, model).logits(params, tokens.expand(2, -1, -1))
     assert not out.requires_grad and rel_close(out, want, 1e-12)
 
 
 def test_layout_is_cached_per_tokens_tensor_and_rebuilt_after_a_write() -> None:
     cfg, task, model, params = setup("relu", torch.float64, members=1)
-    eng = FastEngine(cfg, task)
+    eng = ModularFastEngine(cfg, task)
     tokens = task.tokens(task.train_idx)[None].clone()
     first = eng.logits(params, tokens)
     assert len(eng._layouts) == 1
@@ -102,7 +102,7 @@ def test_layout_is_cached_per_tokens_tensor_and_rebuilt_after_a_write() -> None:
     assert len(eng._layouts) == 1  # same tensor: reused
     tokens[0, :, :2] = tokens[0, :, :2].flip(-1)  # in place: (x, y) -> (y, x), version bumps
     swapped = eng.logits(params, tokens)
-    want = GenericEngine(model).logits(params, tokens)
+    want = GenericEngine(cfg, task, model).logits(params, tokens)
     assert rel_close(swapped, want, 1e-12) and not torch.allclose(swapped, first)
 
 
@@ -119,25 +119,25 @@ def test_bad_tokens_are_refused(bad: str) -> None:
     else:
         tokens = tokens.expand(3, -1, -1)
     with pytest.raises(ValueError):
-        FastEngine(cfg, task).logits(params, tokens)
+        ModularFastEngine(cfg, task).logits(params, tokens)
 
 
 def test_unsupported_configs_are_refused() -> None:
-    task = ModularTask.from_config(TaskConfig(p=23))
+    task = ModularTask.from_config(ModularConfig(p=23))
     with pytest.raises(ValueError):
-        FastEngine(ModelConfig(**SMALL, n_layers=2), task)
+        ModularFastEngine(ModelConfig(**SMALL, n_layers=2), task)
     with pytest.raises(ValueError):
-        FastEngine(ModelConfig(**SMALL, normalization="LN"), task)
+        ModularFastEngine(ModelConfig(**SMALL, normalization="LN"), task)
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
 def test_fifty_adamw_steps_match_plain_training(dtype: torch.dtype) -> None:
     """Same init, same data, same torch AdamW: the losses of fast and plain agree step by step."""
     cfg = ModelConfig(**SMALL)
-    task = ModularTask.from_config(TaskConfig(p=29, frac_train=0.3))
+    task = ModularTask.from_config(ModularConfig(p=29, frac_train=0.3))
     model = make_transformer(cfg, task.d_vocab, task.d_vocab_out, task.n_ctx, 0).to(dtype)
     params = {k: v.detach()[None].clone().requires_grad_() for k, v in model.named_parameters()}
-    eng = FastEngine(cfg, task)
+    eng = ModularFastEngine(cfg, task)
     tr_tok, tr_lab = task.tokens(task.train_idx), task.labels(task.train_idx)
     te_tok, te_lab = task.tokens(task.test_idx), task.labels(task.test_idx)
     tr_tok_m, te_tok_m = tr_tok[None], te_tok[None]
@@ -155,13 +155,13 @@ def test_fifty_adamw_steps_match_plain_training(dtype: torch.dtype) -> None:
         opt_plain.zero_grad()
         loss_p.backward()
         opt_plain.step()
-        loss_f = ce(eng.logits(params, tr_tok_m)[0], tr_lab)
+        loss_f = ce(eng.answer_logits(params, tr_tok_m)[0], tr_lab)
         opt_fast.zero_grad()
         loss_f.backward()
         opt_fast.step()
         with torch.no_grad():
             test_p = ce(model(te_tok)[:, -1], te_lab)
-            test_f = ce(eng.logits(params, te_tok_m)[0], te_lab)
+            test_f = ce(eng.answer_logits(params, te_tok_m)[0], te_lab)
         for a, b in ((loss_f, loss_p), (test_f, test_p)):
             worst = max(worst, abs(a.item() - b.item()) / abs(b.item()))
     assert loss_p.item() < 0.9 * first  # it trained
@@ -170,10 +170,10 @@ def test_fifty_adamw_steps_match_plain_training(dtype: torch.dtype) -> None:
 
 def test_table_rows_are_padded_with_exact_zeros() -> None:
     """With an MLP the table is [W_in | W_U] padded to a multiple of 16 columns, the pad exactly 0."""
-    from grokscope.engine.fast import _FastLogits
+    from grokscope.engine.modular_fast import _FastLogits
 
     cfg, task, _, params = setup("relu", torch.float64)
-    eng = FastEngine(cfg, task)
+    eng = ModularFastEngine(cfg, task)
     tokens = task.tokens(task.train_idx[:40])[None]
     layout = eng._layout(tokens, 3, cfg.n_heads)
     with torch.no_grad():
@@ -181,4 +181,4 @@ def test_table_rows_are_padded_with_exact_zeros() -> None:
     table = saved.table  # d_mlp 48 + d_vocab_out 23 = 71 columns -> 80
     assert table.shape == (layout.n_table, 80) and table[:, 71:].abs().max() == 0 and table[:, :71].abs().min() > 0
     assert saved.out.shape == (3 * 40, 80) and saved.out[:, 71:].abs().max() == 0
-    assert isinstance(eng.logits(params, tokens).grad_fn, _FastLogits._backward_cls)
+    assert isinstance(eng.answer_logits(params, tokens).grad_fn, _FastLogits._backward_cls)

@@ -22,7 +22,7 @@ def analysed_tiny_run(tiny_run, tmp_path_factory) -> Path:
     analysis = pytest.importorskip("grokscope.analysis")
     out = tmp_path_factory.mktemp("analysed") / "tiny"
     shutil.copytree(tiny_run, out)
-    analysis.analyze_run(out)
+    analysis.analyze(out)
     return out
 
 

@@ -90,9 +90,11 @@ def plant_run(out: Path, name: str = "planted", p: int = 23, keys: tuple[int, ..
             circ.append(pd.DataFrame({"step": s, "freq": k, "token": tok,
                                       "cos": f * np.cos(ang) + (1 - f) * noise[:, 0],
                                       "sin": f * np.sin(ang) + (1 - f) * noise[:, 1]}))
-    adir = store.path / "analysis"
-    adir.mkdir(exist_ok=True)
+    top = store.path / "analysis"
+    adir = top / "fourier"  # the layout `grokscope analyze` writes (analysis/fourier/ + the run level)
+    adir.mkdir(parents=True, exist_ok=True)
     atomic_write_parquet(adir / "progress.parquet", prog)
+    atomic_write_parquet(top / "progress.parquet", prog)
     atomic_write_parquet(adir / "embed_fourier.parquet", pd.concat(emb, ignore_index=True))
     atomic_write_parquet(adir / "circles.parquet", pd.concat(circ, ignore_index=True) if circ else
                          pd.DataFrame({c: pd.Series(dtype="float64" if c in ("cos", "sin") else "int64")
@@ -126,7 +128,7 @@ def plant_run(out: Path, name: str = "planted", p: int = 23, keys: tuple[int, ..
     counts = {str(k): int((cluster == k).sum()) for k in keys}
     counts["unclustered"] = int((cluster == 0).sum())
     summary = {
-        "format": "grokscope.analysis.v1", "task": cfg.to_dict()["task"],
+        "format": "grokscope.analysis.fourier.v1", "task": cfg.to_dict()["task"],
         "group": {"kind": "Z_p", "n": p, "generator": None, "sign": 1, "expression": "x + y", "n_freqs": n_freqs},
         "final_step": int(steps[-1]), "grokking_step": int(step[np.argmax(metrics.test_acc >= 0.99)]),
         "key_frequencies": list(keys), "structure": "fourier" if keys else "none", "neuron_clusters": counts,
@@ -137,6 +139,8 @@ def plant_run(out: Path, name: str = "planted", p: int = 23, keys: tuple[int, ..
                   "restricted_loss_train": 0.1, "restricted_loss_test": 0.1, "excluded_loss_train": 6.0},
     }
     (adir / "summary.json").write_text(json.dumps(summary))
+    run_level = {**summary, "format": "grokscope.analysis.v2", "analyses": ["fourier"], "n_checkpoints": len(steps)}
+    (top / "summary.json").write_text(json.dumps(run_level))
     return store.path
 
 

@@ -7,28 +7,34 @@ import pandas as pd
 import plotly.graph_objects as go
 import pytest
 
-from grokscope.report import figures as F
+from grokscope.analysis import subsample_steps
+from grokscope.report import figures as G
+from grokscope.report import fourier_figures as F
 from grokscope.report.data import MissingData, load_run_data
 from grokscope.report.html import figure_json
+from grokscope.report.sections import sections_for
+
+SECTIONS = sections_for(["fourier"])
 
 
-@pytest.mark.parametrize("fid, fn", [(fid, fn) for fid, _, fn in F.RUN_FIGURES])
-def test_every_figure_with_defaults_on_a_planted_run(planted_run, fid, fn):
-    fig = fn(planted_run)
+@pytest.mark.parametrize("sec", SECTIONS, ids=[s.id for s in SECTIONS])
+def test_every_figure_with_defaults_on_a_planted_run(planted_run, sec):
+    fig = sec.figure(planted_run)
     assert isinstance(fig, go.Figure)
     assert len(fig.data) > 0
 
 
 def test_figures_accept_plain_data(planted_run):
     d = load_run_data(planted_run)
-    assert len(F.loss_curves(d.metrics).data) == 4
+    final = d.tensors("fourier")
+    assert len(G.loss_curves(d.metrics).data) == 4
     assert F.progress_measures(d.progress, key_frequencies=[3, 7]).data
-    assert F.embed_fourier_final(d.embed_fourier, key_frequencies=[3]).data
-    assert F.logit_spectrum(d.final["logits_fourier_norm"]).data
-    assert F.neuron_clusters(d.final["neuron_freq_frac"]).data
-    assert F.attention_patterns(d.final["attn_pattern"]).data
-    assert F.neuron_activations(d.final["neuron_acts"]).data
-    assert F.embedding_circles(d.circles).frames
+    assert F.embed_fourier_final(d.table("fourier", "embed_fourier"), key_frequencies=[3]).data
+    assert F.logit_spectrum(final["logits_fourier_norm"]).data
+    assert F.neuron_clusters(final["neuron_freq_frac"]).data
+    assert F.attention_patterns(final["attn_pattern"]).data
+    assert F.neuron_activations(final["neuron_acts"]).data
+    assert F.embedding_circles(d.table("fourier", "circles")).frames
 
 
 def test_key_frequencies_are_highlighted(planted_run):
@@ -39,7 +45,7 @@ def test_key_frequencies_are_highlighted(planted_run):
 
 def test_animations_are_subsampled_and_end_at_the_last_checkpoint(planted_run):
     d = load_run_data(planted_run)
-    last = int(d.circles["step"].max())
+    last = int(d.table("fourier", "circles")["step"].max())
     for fig in (F.embedding_circles(d, max_frames=10), F.embed_fourier_animation(d, max_frames=10)):
         names = [f.name for f in fig.frames]
         assert 2 <= len(names) <= 10 and names[-1] == str(last)
@@ -60,9 +66,9 @@ def test_circles_follow_k_times_x(planted_run):
 
 def test_subsample_steps():
     steps = list(range(0, 4200, 10))
-    sub = F.subsample_steps(steps, 40)
+    sub = subsample_steps(steps, 40)
     assert len(sub) == 40 and sub[0] == 0 and sub[-1] == 4190 and sub == sorted(sub)
-    assert F.subsample_steps([5, 1, 1, 3], 40) == [1, 3, 5]
+    assert subsample_steps([5, 1, 1, 3], 40) == [1, 3, 5]
 
 
 def test_arrays_are_embedded_as_compact_float32(planted_run):
@@ -75,7 +81,7 @@ def test_missing_analysis_raises_missing_data_with_a_hint(unanalysed_run):
         F.progress_measures(unanalysed_run)
     with pytest.raises(MissingData):
         F.logit_spectrum(unanalysed_run)
-    assert F.loss_curves(unanalysed_run).data  # metrics alone suffice
+    assert G.loss_curves(unanalysed_run).data  # metrics alone suffice
 
 
 def test_no_key_frequencies(planted_run, tmp_path):
@@ -90,9 +96,9 @@ def test_no_key_frequencies(planted_run, tmp_path):
 
 
 def test_comparison_helpers(planted_run, unanalysed_run):
-    table = F.headline_table([planted_run, unanalysed_run])
+    table = G.headline_table([planted_run, unanalysed_run])
     assert list(table["grokking_step"].isna()) == [False, True]
-    assert len(F.compare_curves([planted_run, unanalysed_run]).data) == 6
+    assert len(G.compare_curves([planted_run, unanalysed_run]).data) == 6
     assert F.compare_progress([planted_run, unanalysed_run]).data
     with pytest.raises(MissingData):
         F.compare_progress([unanalysed_run])
@@ -100,7 +106,7 @@ def test_comparison_helpers(planted_run, unanalysed_run):
 
 def test_empty_inputs_raise_missing_data():
     with pytest.raises(MissingData):
-        F.loss_curves(pd.DataFrame({"step": [0], "train_loss": [1.0], "test_loss": [1.0]}))
+        G.loss_curves(pd.DataFrame({"step": [0], "train_loss": [1.0], "test_loss": [1.0]}))
     with pytest.raises(MissingData):
         F.embedding_circles(pd.DataFrame(columns=["step", "freq", "token", "cos", "sin"]))
     with pytest.raises(MissingData):

@@ -61,8 +61,8 @@ def test_unanalysed_run_degrades_to_notes(unanalysed_run, caplog):
 def test_corrupt_and_partial_analysis(planted_run, tmp_path):
     run = tmp_path / "partial"
     shutil.copytree(planted_run, run)
-    (run / "analysis" / "final.safetensors").write_bytes(b"not a safetensors file")
-    (run / "analysis" / "circles.parquet").unlink()
+    (run / "analysis" / "fourier" / "final.safetensors").write_bytes(b"not a safetensors file")
+    (run / "analysis" / "fourier" / "circles.parquet").unlink()
     html = write_report(run).read_text()
     assert "final.safetensors could not be read" in html
     assert "circles.parquet not found" in html

@@ -1,39 +1,22 @@
-"""Mechanistic analysis of modular-arithmetic runs (Nanda et al. 2023): Fourier structure, key
-frequencies, progress measures (restricted / excluded loss, Gini, weight norms), phases.
+"""Analyses of a run's checkpoints, written to RUN/analysis/ (docs/analysis.md).
 
-    from grokscope.analysis import analyze_run, progress_measures
-    summary = analyze_run("runs/nanda2023")          # writes runs/nanda2023/analysis/
-    df = progress_measures("runs/nanda2023")         # the same measures as a DataFrame
+    import grokscope
+    result = grokscope.analyze("runs/add113")        # every registered analysis that applies
+    result.summary["key_frequencies"], result.progress, result.outputs["fourier"].tables["circles"]
 
-Formats and rules: docs/analysis.md.
+`analyze` is the driver (core.py); each analysis is a registered class (registry.py). The first
+is the Fourier analysis of modular arithmetic (Nanda et al. 2023), in `analysis/modular/`.
 """
 
-from grokscope.analysis.core import (
-    Analysis,
-    MemoryRun,
-    analyze,
-    analyze_run,
-    load_analysis,
-    open_run,
-    progress_measures,
-    write_analysis,
-)
-from grokscope.analysis.fourier import (
-    Group,
-    fourier_1d,
-    fourier_2d,
-    fourier_basis,
-    gini,
-    group_for,
-    primitive_root,
-    single_frequency_share,
-)
-from grokscope.analysis.measures import CheckpointAnalyzer, KeyRule
+from grokscope.analysis.core import AnalysisResult, MemoryRun, analyze, choose_analyses, load_analysis, subsample_steps
+from grokscope.analysis.modular import FourierAnalysis, KeyRule
 from grokscope.analysis.phases import PhaseRule, Phases, detect_phases
+from grokscope.analysis.registry import ANALYSES, AnalysisOutput, register_analysis, unregister_analysis
+
+register_analysis(FourierAnalysis)
 
 __all__ = [
-    "Analysis", "MemoryRun", "analyze", "analyze_run", "load_analysis", "open_run", "progress_measures",
-    "write_analysis", "Group", "fourier_1d", "fourier_2d", "fourier_basis", "gini", "group_for",
-    "primitive_root", "single_frequency_share", "CheckpointAnalyzer", "KeyRule", "PhaseRule", "Phases",
-    "detect_phases",
+    "ANALYSES", "AnalysisOutput", "AnalysisResult", "FourierAnalysis", "KeyRule", "MemoryRun", "PhaseRule",
+    "Phases", "analyze", "choose_analyses", "detect_phases", "load_analysis", "register_analysis", "subsample_steps",
+    "unregister_analysis",
 ]

@@ -58,6 +58,14 @@ def first_step_at_least(steps: np.ndarray, values: np.ndarray, level: float) -> 
     return int(steps[hit[0]]) if hit.size else None
 
 
+def grokking_step(metrics: pd.DataFrame, level: float = 0.99) -> int | None:
+    """The grokking rule: the first logged step with test_acc >= level (None: not reached)."""
+    if metrics is None or "test_acc" not in metrics or "step" not in metrics:
+        return None
+    df = metrics.dropna(subset=["step"]).sort_values("step")
+    return first_step_at_least(df["step"].to_numpy(dtype=np.int64), df["test_acc"].to_numpy(), level)
+
+
 def _running_median(y: np.ndarray, w: int) -> np.ndarray:
     if w <= 1 or y.size < w:
         return y
@@ -73,7 +81,7 @@ def detect_phases(metrics: pd.DataFrame, rule: PhaseRule = PhaseRule()) -> Phase
     steps = df["step"].to_numpy(dtype=np.int64)
     if steps.size == 0:
         return Phases(None, None, None, None)
-    grok = first_step_at_least(steps, df["test_acc"].to_numpy(), rule.acc_level) if "test_acc" in df else None
+    grok = grokking_step(df, rule.acc_level)
     mem = first_step_at_least(steps, df["train_acc"].to_numpy(), rule.acc_level) if "train_acc" in df else None
     cf, cu = _drop_interval(df, steps, mem, rule)
     return Phases(grok, mem, cf, cu)

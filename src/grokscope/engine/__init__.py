@@ -1,51 +1,51 @@
-"""Training engines: functions from stacked parameters and tokens to answer-position logits.
+"""Training engines: functions from stacked parameters and inputs to logits at the target positions.
 
 Every engine has the same contract, so the trainer does not care which one runs:
 
-    engine.logits(params, tokens) -> Tensor [member batch d_vocab_out]
+    engine.logits(params, inputs) -> Tensor [member batch n_target d_vocab_out]
       params: {TransformerLens name: Tensor [member, *shape]}  (a stacked ensemble; member = 1 alone)
-      tokens: LongTensor [member batch pos]
+      inputs: LongTensor [member batch n_ctx]
+      n_target = len(task.target_positions); logits[:, :, i] are read at task.target_positions[i]
 
-`generic` runs the plain model over every position. `fast` exploits the 1-layer structure (only
-the answer position reaches the logits) with the same mathematics; `select_engine` picks it
-automatically where it applies, and the choice is recorded in the run's config.json.
+Each engine class has `name` (what `train.engine` and config.json's meta call it) and a classmethod
+`supports(model_cfg, task) -> reason | None`. `select_engine` walks `ENGINES` in order: `auto`
+takes the first that supports the run, a named engine must support it. `generic` runs the plain
+model over every position and supports everything; `fast` (ModularFastEngine) exploits the
+structure of 1-layer models on (x, y, =) tasks with the same mathematics. The choice is recorded
+in the run's config.json.
 """
 
 from __future__ import annotations
 
 import logging
+from typing import Any, Sequence
 
-from grokscope.config import RunConfig
+from torch import nn
+
+from grokscope.config import ConfigError, RunConfig
 from grokscope.engine.generic import GenericEngine
-from grokscope.models.transformer import Transformer
+from grokscope.engine.modular_fast import ModularFastEngine
 
 log = logging.getLogger(__name__)
 
-
-def fast_engine_unsupported(cfg: RunConfig, task) -> str | None:
-    """Why the fast engine cannot run this config, or None when it can."""
-    m = cfg.model
-    if m.n_layers != 1:
-        return "model.n_layers != 1"
-    if m.normalization is not None:
-        return "model.normalization is set"
-    if getattr(task, "n_ctx", None) != 3 or not hasattr(task, "eq_token"):
-        return "the task is not an (x, y, =) task"
-    return None
+ENGINES: list[type] = [ModularFastEngine, GenericEngine]  # most specialised first
 
 
-def select_engine(cfg: RunConfig, task, model: Transformer):
-    """The engine `train.engine` asks for; `auto` = fast where supported, else generic."""
-    reason = fast_engine_unsupported(cfg, task)
-    if cfg.train.engine == "generic" or (cfg.train.engine == "auto" and reason is not None):
-        return GenericEngine(model)
-    if reason is not None:
-        from grokscope.config import ConfigError
+def select_engine(cfg: RunConfig, task: Any, model: nn.Module, engines: Sequence[type] | None = None) -> Any:
+    """The engine `train.engine` asks for; `auto` = the first in `engines` (default ENGINES) that supports the run."""
+    engines = ENGINES if engines is None else engines
+    want = cfg.train.engine
+    for cls in engines:
+        if want not in ("auto", cls.name):
+            continue
+        reason = cls.supports(cfg.model, task)
+        if reason is None:
+            return cls(cfg.model, task, model)
+        if want == cls.name:
+            raise ConfigError("train.engine", f"{want!r} does not support this config ({reason}); use auto or generic")
+        log.debug("engine %s declines: %s", cls.name, reason)
+    names = ", ".join(["auto", *(c.name for c in engines)])
+    raise ConfigError("train.engine", f"no engine supports this config (asked for {want!r}; allowed: {names})")
 
-        raise ConfigError("train.engine", f"'fast' does not support this config ({reason}); use auto or generic")
-    from grokscope.engine.fast import FastEngine
 
-    return FastEngine(cfg.model, task)
-
-
-__all__ = ["GenericEngine", "select_engine", "fast_engine_unsupported"]
+__all__ = ["ENGINES", "GenericEngine", "ModularFastEngine", "select_engine"]

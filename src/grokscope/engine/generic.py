@@ -2,24 +2,35 @@
 
 from __future__ import annotations
 
-from torch import Tensor
-from torch.func import functional_call, vmap
+from typing import Any
 
-from grokscope.models.transformer import Transformer
+from torch import Tensor, nn
+from torch.func import functional_call, vmap
 
 
 class GenericEngine:
-    """Answer-position logits from the full-sequence `Transformer`; works for every model config."""
+    """Logits at the task's target positions from the full-sequence model; works for every model config.
+
+    Everything is ordinary autograd, so it is differentiable twice (Hessian-vector products,
+    `Run.loss_fn`); the specialised engines are not necessarily.
+    """
 
     name = "generic"
 
-    def __init__(self, model: Transformer) -> None:
-        self.model = model
+    @classmethod
+    def supports(cls, model_cfg: Any, task: Any) -> str | None:
+        return None
 
-    def logits(self, params: dict[str, Tensor], tokens: Tensor) -> Tensor:
-        """params: {name: [member, *shape]}, tokens: [member batch pos] -> [member batch d_vocab_out]."""
+    def __init__(self, model_cfg: Any, task: Any, model: nn.Module) -> None:
+        self.model = model
+        pos = tuple(task.target_positions)
+        contiguous = pos == tuple(range(pos[0], pos[0] + len(pos)))
+        self.positions = slice(pos[0], pos[0] + len(pos)) if contiguous else list(pos)
+
+    def logits(self, params: dict[str, Tensor], inputs: Tensor) -> Tensor:
+        """params: {name: [member, *shape]}, inputs: [member batch n_ctx] -> [member batch n_target d_vocab_out]."""
 
         def one(p: dict[str, Tensor], t: Tensor) -> Tensor:
-            return functional_call(self.model, p, (t,))[:, -1]
+            return functional_call(self.model, p, (t,))[:, self.positions]
 
-        return vmap(one)(params, tokens)
+        return vmap(one)(params, inputs)

@@ -1,12 +1,12 @@
 """Reports: one self-contained HTML file per run (or per comparison), readable offline.
 
-    from grokscope.report import write_report, figures
+    from grokscope.report import write_report, fourier_figures
     write_report(["runs/nanda2023"])                 # -> runs/nanda2023/report.html
     write_report(["runs/a", "runs/b"], out="cmp.html")
-    figures.embedding_circles("runs/nanda2023")      # any single figure, for a notebook
+    fourier_figures.embedding_circles("runs/nanda2023")   # any single figure, for a notebook
 
 The report reads the run directory and RUN/analysis/ (written by `grokscope analyze`); it computes
-no analysis itself. See docs/report.md.
+no analysis itself. Which figures it shows for which analysis: `report.sections`. See docs/report.md.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from grokscope.io import atomic_write_text
-from grokscope.report import figures
+from grokscope.report import figures, fourier_figures
 from grokscope.report.data import MissingData, RunData, load_run_data
 from grokscope.report.pages import comparison_page, run_page
 
@@ -58,4 +58,4 @@ def write_report(runs: Any, out: str | Path | None = None, png_dir: str | Path |
     return path
 
 
-__all__ = ["write_report", "figures", "load_run_data", "RunData", "MissingData"]
+__all__ = ["write_report", "figures", "fourier_figures", "load_run_data", "RunData", "MissingData"]

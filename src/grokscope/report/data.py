@@ -1,14 +1,13 @@
-"""Everything a report shows about one run, read once from its directory.
+"""Everything a report shows about one run, read once through `grokscope.run.Run`.
 
-Each source (metrics, the analysis files) is read on its own, so a missing or unreadable file costs
-only the sections that need it: `RunData.missing` says why a source is absent and the report shows
-that as a note. Nothing here computes an analysis; the report only reads what `grokscope analyze`
-wrote (formats in docs/analysis.md).
+Each source (metrics, the run-level analysis files, each analysis's folder) is read on its own, so
+a missing or unreadable file costs only the sections that need it: `RunData.missing` says why a
+source is absent and the report shows that as a note. Nothing here computes an analysis; the
+report only reads what `grokscope analyze` wrote (formats in docs/analysis.md).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,15 +16,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-log = logging.getLogger(__name__)
+from grokscope.runstore import StoredAnalysis
 
-ANALYSIS_FILES = {
-    "summary": "summary.json",
-    "progress": "progress.parquet",
-    "embed_fourier": "embed_fourier.parquet",
-    "circles": "circles.parquet",
-    "final": "final.safetensors",
-}
+log = logging.getLogger(__name__)
 
 
 class MissingData(LookupError):
@@ -34,7 +27,12 @@ class MissingData(LookupError):
 
 @dataclass
 class RunData:
-    """One run's report inputs. Absent sources are None (final: {}), with the reason in `missing`."""
+    """One run's report inputs. Absent sources are None, with the reason in `missing`.
+
+    summary / progress: the run-level RUN/analysis/summary.json and progress.parquet;
+    analyses: what each analysis wrote (RUN/analysis/<name>/), by name;
+    expected: the registered analyses that apply to this run, written or not.
+    """
 
     path: Path | None
     name: str
@@ -42,54 +40,42 @@ class RunData:
     metrics: pd.DataFrame | None = None
     summary: dict | None = None
     progress: pd.DataFrame | None = None
-    embed_fourier: pd.DataFrame | None = None
-    circles: pd.DataFrame | None = None
-    final: dict[str, np.ndarray] = field(default_factory=dict)
+    analyses: dict[str, StoredAnalysis] = field(default_factory=dict)
+    expected: list[str] = field(default_factory=list)
     missing: dict[str, str] = field(default_factory=dict)
 
     def need(self, source: str) -> Any:
-        """The source, or MissingData with the reason it is absent (for figure functions)."""
+        """metrics, summary or progress, or MissingData with the reason it is absent (for figure functions)."""
         value = getattr(self, source)
         if value is None:
             raise MissingData(self.missing.get(source, f"no {source} data"))
         return value
 
-    def need_tensor(self, name: str) -> np.ndarray:
-        if name not in self.final:
-            reason = self.missing.get("final") or f"analysis/final.safetensors has no tensor {name!r}"
-            raise MissingData(reason)
-        return self.final[name]
+    def _analysis(self, analysis: str) -> StoredAnalysis:
+        if analysis not in self.analyses:
+            raise MissingData(self.missing.get("summary") or f"no {analysis} analysis: run `grokscope analyze {self.path}` first")
+        return self.analyses[analysis]
+
+    def table(self, analysis: str, name: str) -> pd.DataFrame:
+        a = self._analysis(analysis)
+        if name not in a.tables:
+            raise MissingData(a.missing.get(name) or f"{name}.parquet not found: run `grokscope analyze {self.path}` first")
+        return a.tables[name]
+
+    def tensors(self, analysis: str) -> dict[str, np.ndarray]:
+        """The analysis's final.safetensors as numpy arrays ({} when absent)."""
+        a = self.analyses.get(analysis)
+        return {} if a is None else {k: v.numpy() for k, v in a.tensors.items()}
+
+    def tensor(self, analysis: str, name: str) -> np.ndarray:
+        a = self._analysis(analysis)
+        if name not in a.tensors:
+            raise MissingData(a.missing.get("final") or f"analysis/{analysis}/final.safetensors has no tensor {name!r}")
+        return a.tensors[name].numpy()
 
     @property
     def phases(self) -> dict:
         return dict((self.summary or {}).get("phases") or {})
-
-    @property
-    def key_frequencies(self) -> list[int]:
-        return [int(k) for k in (self.summary or {}).get("key_frequencies") or []]
-
-    @property
-    def is_mul_group(self) -> bool:
-        """True when grids are laid out by discrete log (mul / div), not by token."""
-        group = (self.summary or {}).get("group") or {}
-        return group.get("generator") is not None
-
-
-def _read(path: Path, reader) -> tuple[Any, str | None]:
-    """(value, None) or (None, reason) for one analysis file."""
-    if not path.is_file():
-        return None, f"{path.name} not found: run `grokscope analyze {path.parent.parent}` first"
-    try:
-        return reader(path), None
-    except Exception as err:  # a half-written or foreign file must not stop the whole report
-        log.warning("cannot read %s: %s", path, err)
-        return None, f"{path.name} could not be read ({err.__class__.__name__})"
-
-
-def _read_safetensors(path: Path) -> dict[str, np.ndarray]:
-    from safetensors.numpy import load_file
-
-    return load_file(str(path))
 
 
 def load_run_data(src: Any) -> RunData:
@@ -99,32 +85,22 @@ def load_run_data(src: Any) -> RunData:
     """
     if isinstance(src, RunData):
         return src
-    from grokscope.run import Run, load_run
+    from grokscope.analysis import choose_analyses
+    from grokscope.run import as_run
 
-    run = src if isinstance(src, Run) else load_run(src)
-    data = RunData(path=Path(run.path), name=str(run.name), config=run.config.to_dict())
+    run = as_run(src)
+    data = RunData(path=Path(run.path), name=str(run.name), config=run.config.to_dict(),
+                   expected=[cls.name for cls in choose_analyses(run)])
     try:
         data.metrics = run.metrics
     except Exception as err:
         log.warning("cannot read metrics of %s: %s", run.path, err)
         data.missing["metrics"] = f"metrics.parquet could not be read ({err.__class__.__name__})"
-    adir = Path(run.path) / "analysis"
-    readers = {
-        "summary": lambda p: json.loads(p.read_text()),
-        "progress": pd.read_parquet,
-        "embed_fourier": pd.read_parquet,
-        "circles": pd.read_parquet,
-        "final": _read_safetensors,
-    }
-    for source, fname in ANALYSIS_FILES.items():
-        value, reason = _read(adir / fname, readers[source])
-        if reason:
-            data.missing[source] = reason
-        elif value is not None:
-            setattr(data, source, value)
-    if data.summary is not None and not isinstance(data.summary, dict):
-        data.summary, data.missing["summary"] = None, "summary.json is not a JSON object"
-    if data.circles is not None and data.circles.empty:
-        data.circles = None
-        data.missing["circles"] = "no key frequencies, so no embedding circles (the run has no Fourier circuit)"
+    top = run.analysis(None)
+    data.summary, data.progress = top.summary, top.tables.get("progress")
+    for source in ("summary", "progress"):
+        if source in top.missing:
+            data.missing[source] = top.missing[source]
+    for name in run.analyses:
+        data.analyses[name] = run.analysis(name)
     return data

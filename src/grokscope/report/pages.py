@@ -12,36 +12,14 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import plotly.graph_objects as go
 
-from grokscope.report import figures as F
+from grokscope.analysis.phases import grokking_step
+from grokscope.config import flatten_dict
+from grokscope.report import figures as G
 from grokscope.report.data import MissingData, RunData
 from grokscope.report.html import Page, esc, frame_table, note, table
+from grokscope.report.sections import Section, sections_for
 
 log = logging.getLogger(__name__)
-
-# How to read each section (static text; shown under the section title).
-INTROS = {
-    "curves": "Train and test loss on log-log axes, accuracy on a log step axis. Grokking is the late fall of the "
-              "test loss long after the training set is memorised. Bands: memorisation, circuit formation, "
-              "clean-up (phases from the analysis); dashed line: first step with test accuracy >= 0.99.",
-    "progress": "Restricted loss keeps only the key frequencies' directions of the logits; excluded loss removes "
-                "them (train set). Circuit formation shows as excluded loss rising while train loss stays low; "
-                "clean-up as restricted test loss falling before the test loss does. Gini near 1 means the "
-                "weights use few frequencies. Weight norms: click legend entries to show single parameters.",
-    "embed_final": "How much of the embedding W_E lies in each Fourier frequency at the end of training. "
-                   "A generalising network is sparse: a few key frequencies (red) dominate.",
-    "embed_anim": "The same norms over training (press Play or drag the slider): sparsity appears during circuit "
-                  "formation.",
-    "neurons": "Each MLP neuron's activation over (x, y), split by frequency. Left: neurons whose variance lies "
-               "mostly (>= threshold) in one frequency, per frequency. Right: every neuron's share per frequency.",
-    "logits": "Norm of the logits' coefficients in the 2D Fourier basis of (x, y). The trained network "
-              "computes cos(w(x+y-z)) terms, so the weight sits on matching (cos k, cos k) and (sin k, sin k) terms "
-              "of the key frequencies.",
-    "circles": "Each token's embedding projected on the cos and sin directions of a key frequency k. When the "
-               "circuit forms the tokens lie on a circle in the order k*x mod p (grey line).",
-    "attention": "How much the '=' position attends to x (rather than y or itself), per head, for every input.",
-    "activations": "Activations of a few MLP neurons (one per key frequency first) for every input (x, y).",
-}
-
 
 def _fmt(v: Any, spec: str = ".4g") -> str:
     if v is None:
@@ -49,26 +27,6 @@ def _fmt(v: Any, spec: str = ".4g") -> str:
     if isinstance(v, (float, np.floating)):
         return format(float(v), spec)
     return str(v)
-
-
-def _flatten(d: dict, prefix: str = "") -> list[tuple[str, Any]]:
-    out = []
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out += _flatten(v, key + ".")
-        else:
-            out.append((key, v))
-    return out
-
-
-def grokking_from_metrics(data: RunData, level: float = 0.99) -> int | None:
-    """First logged step with test_acc >= level: the summary's rule, for runs not analysed yet."""
-    m = data.metrics
-    if m is None or "test_acc" not in m:
-        return None
-    hit = m.loc[m["test_acc"] >= level, "step"]
-    return int(hit.iloc[0]) if len(hit) else None
 
 
 def _epoch_of(data: RunData, step: int | None) -> int | None:
@@ -88,9 +46,9 @@ def summary_card(data: RunData) -> str:
     setup = [
         ("run", data.name),
         ("directory", data.path),
-        ("task", f"{task.get('op')} mod {task.get('p')}"
-                 + (f"  ({group['expression']})" if group.get("expression") else "")),
-        ("training pairs", f"{task.get('frac_train')} ({task.get('split')} split, data seed {task.get('data_seed')})"),
+        ("task", G.task_label(task) + (f"  ({group['expression']})" if group.get("expression") else "")),
+        *([("training pairs", f"{task.get('frac_train')} ({task.get('split')} split, data seed {task.get('data_seed')})")]
+          if "frac_train" in task else []),
         ("model", f"{model.get('n_layers')} layer(s), d_model {model.get('d_model')}, {model.get('n_heads')} heads x "
                   f"{model.get('d_head')}, d_mlp {model.get('d_mlp')}, {model.get('act_fn')}"),
         ("optimiser", f"{optim.get('name')} lr {optim.get('lr')}, weight decay {optim.get('weight_decay')}, "
@@ -105,7 +63,7 @@ def summary_card(data: RunData) -> str:
         results.append(("last logged step", int(last["step"])))
         results.append(("final train / test loss", f"{_fmt(last.get('train_loss'))} / {_fmt(last.get('test_loss'))}"))
         results.append(("final train / test accuracy", f"{_fmt(last.get('train_acc'))} / {_fmt(last.get('test_acc'))}"))
-    grok = s.get("grokking_step") if data.summary else grokking_from_metrics(data)
+    grok = s.get("grokking_step") if data.summary else (grokking_step(data.metrics) if data.metrics is not None else None)
     epoch = _epoch_of(data, grok)
     results.append(("grokking (test acc >= 0.99)", "not reached" if grok is None else
                     f"step {grok}" + (f" (epoch {epoch})" if epoch is not None and epoch != grok else "")))
@@ -129,7 +87,7 @@ def summary_card(data: RunData) -> str:
         results.append(("excluded loss (train)", _fmt(fin.get("excluded_loss_train"))))
     else:
         body_notes = note(data.missing.get("summary", "no analysis") + " — the sections that need it are left out.")
-    config_rows = table(_flatten(cfg))
+    config_rows = table(list(flatten_dict(cfg).items()))
     return (f'<div class="cards"><div>{table(setup)}</div><div>{table(results)}</div></div>{body_notes}'
             f"<details><summary>full configuration</summary>{config_rows}</details>")
 
@@ -145,40 +103,36 @@ def _try_figure(fn: Callable[[], go.Figure], what: str) -> tuple[go.Figure | Non
         return None, f"this figure could not be drawn ({err.__class__.__name__}: {err})"
 
 
+def _add_sections(page: Page, sections: list[Section], arg: Any, figs: dict[str, go.Figure]) -> None:
+    for sec in sections:
+        fig, why = _try_figure(lambda: sec.figure(arg), sec.id)
+        if fig is not None:
+            figs[sec.id] = fig
+        page.add(sec.title, page.figure_html(fig) if fig is not None else note(why or "no data"), anchor=sec.id,
+                 intro=sec.intro)
+
+
 def run_page(data: RunData) -> tuple[Page, dict[str, go.Figure]]:
     """The single-run report page, and its figures by id (for PNG export)."""
     page = Page(f"grokscope report: {data.name}")
     page.add("Summary", summary_card(data), anchor="summary")
+    sections = sections_for([*data.expected, *data.analyses])
     figs: dict[str, go.Figure] = {}
-    for fid, title, fn in F.RUN_FIGURES:
-        fig, why = _try_figure(lambda: fn(data), fid)
-        if fig is not None:
-            figs[fid] = fig
-            body = page.figure_html(fig)
-        else:
-            body = note(why or "no data")
-        page.add(title, body, anchor=fid, intro=INTROS.get(fid, ""))
-    nav = "<nav>" + "".join(f'<a href="#{fid}">{esc(title)}</a>' for fid, title, _ in F.RUN_FIGURES) + "</nav>"
+    _add_sections(page, sections, data, figs)
+    nav = "<nav>" + "".join(f'<a href="#{s.id}">{esc(s.title)}</a>' for s in sections) + "</nav>"
     page.sections.insert(0, nav)
     return page, figs
 
 
 def comparison_page(datas: Sequence[RunData]) -> tuple[Page, dict[str, go.Figure]]:
-    """Several runs: headline table, overlaid curves and progress measures."""
+    """Several runs: headline table, overlaid curves and each analysis's comparison figures."""
     page = Page(f"grokscope comparison of {len(datas)} runs")
-    df = F.headline_table(datas)
+    df = G.headline_table(datas)
     df.insert(0, "#", range(1, len(df) + 1))
     listing = table([(f"{i + 1}: {d.name}", d.path) for i, d in enumerate(datas)])
     page.add("Runs", listing + frame_table(df), anchor="runs",
              intro="Headline numbers per run (a dash where a run has not been analysed).")
     figs: dict[str, go.Figure] = {}
-    for fid, title, fn, intro in [
-        ("compare_curves", "Loss and accuracy", F.compare_curves, INTROS["curves"].split(" Bands:")[0]),
-        ("compare_progress", "Progress measures", F.compare_progress, INTROS["progress"].split(" Weight norms:")[0]),
-    ]:
-        fig, why = _try_figure(lambda: fn(datas), fid)
-        if fig is not None:
-            figs[fid] = fig
-        page.add(title, page.figure_html(fig) if fig is not None else note(why or "no data"), anchor=fid,
-                 intro=intro)
+    names = [n for d in datas for n in (*d.expected, *d.analyses)]
+    _add_sections(page, sections_for(names, compare=True), datas, figs)
     return page, figs

@@ -8,11 +8,13 @@ grid cells and the analysis can lay any per-example quantity out on the (x, y) g
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
 
-from grokscope.config import TaskConfig
+from grokscope.config import ModularConfig
+from grokscope.tasks.base import Batch, Split
 
 
 def labels_for(op: str, x: np.ndarray, y: np.ndarray, p: int, data_seed: int = 0) -> np.ndarray:
@@ -40,7 +42,8 @@ def labels_for(op: str, x: np.ndarray, y: np.ndarray, p: int, data_seed: int = 0
 class ModularTask:
     """The dataset of one modular-arithmetic run. Build with `ModularTask.from_config(cfg)`."""
 
-    cfg: TaskConfig
+    name: ClassVar[str] = "modular"
+    cfg: ModularConfig
     grid_index: np.ndarray  # [n_pairs] grid indices x * p + y of the valid pairs (all, or y != 0 for div)
     labels_grid: np.ndarray  # [p * p] z for every cell (-1 where the op is undefined)
     train_idx: np.ndarray  # sorted grid indices of the training pairs
@@ -63,11 +66,23 @@ class ModularTask:
         return 3
 
     @property
+    def target_positions(self) -> tuple[int, ...]:  # the answer is read after "="
+        return (2,)
+
+    @property
     def eq_token(self) -> int:
         return self.cfg.p
 
+    @property
+    def n_train(self) -> int:
+        return len(self.train_idx)
+
+    @property
+    def n_test(self) -> int:
+        return len(self.test_idx)
+
     @classmethod
-    def from_config(cls, cfg: TaskConfig) -> "ModularTask":
+    def from_config(cls, cfg: ModularConfig) -> "ModularTask":
         p = cfg.p
         grid = np.arange(p * p)
         x, y = grid // p, grid % p
@@ -80,10 +95,13 @@ class ModularTask:
         return cls(cfg, grid_index, labels, train, test)
 
     @classmethod
-    def from_split(cls, cfg: TaskConfig, train_idx: np.ndarray, test_idx: np.ndarray) -> "ModularTask":
+    def from_split(cls, cfg: ModularConfig, split: dict) -> "ModularTask":
         """Rebuild a task from a stored split (the run directory's split.json)."""
         task = cls.from_config(cfg)
-        return cls(cfg, task.grid_index, task.labels_grid, np.asarray(train_idx), np.asarray(test_idx))
+        train, test = (np.asarray(split[k], dtype=np.int64) for k in ("train", "test"))
+        if not (np.isin(train, task.grid_index).all() and np.isin(test, task.grid_index).all()):
+            raise ValueError("the split holds indices outside the task's table")
+        return cls(cfg, task.grid_index, task.labels_grid, train, test)
 
     def tokens(self, grid_idx: np.ndarray | torch.Tensor) -> torch.Tensor:
         """[batch, 3] tokens (x, y, =) for grid indices."""
@@ -94,15 +112,25 @@ class ModularTask:
     def labels(self, grid_idx: np.ndarray | torch.Tensor) -> torch.Tensor:
         return torch.as_tensor(self.labels_grid[np.asarray(grid_idx)], dtype=torch.long)
 
+    def batch(self, split: Split, idx: np.ndarray | None = None) -> Batch:
+        grid = self.train_idx if split == "train" else self.test_idx
+        if idx is not None:
+            grid = grid[np.asarray(idx)]
+        return Batch(self.tokens(grid), self.labels(grid)[:, None], torch.ones(len(grid), dtype=torch.bool))
+
     def split_dict(self) -> dict:
         return {"kind": "grid_index", "p": self.p, "train": self.train_idx.tolist(), "test": self.test_idx.tolist()}
+
+    def describe(self) -> dict:
+        return {"name": self.name, "op": self.cfg.op, "p": self.p, "n_train": self.n_train, "n_test": self.n_test}
 
 
 def split_pairs(grid_index: np.ndarray, p: int, frac: float, seed: int, mode: str) -> np.ndarray:
     """Choose round(frac * n) training pairs with a seeded permutation; returns sorted grid indices.
 
     `symmetric` shuffles unordered pairs {(x, y), (y, x)} and keeps each pair on one side, so a model
-    cannot pass the test set by commutativity alone (seed 003's worry).
+    cannot pass the test set by commutativity alone (a worry about the random split, see
+    docs/analysis.md).
     """
     rng = np.random.default_rng([seed, 0])
     n_train = max(1, round(frac * len(grid_index)))

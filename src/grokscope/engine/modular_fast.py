@@ -1,4 +1,5 @@
-"""The fast engine: answer-position logits of a 1-layer, LayerNorm-free model from per-token tables.
+"""The modular fast engine: answer-position logits of a 1-layer, LayerNorm-free model on (x, y, =)
+tasks, from per-token tables.
 
 Same mathematics as `Transformer(...)(tokens)[:, -1]`, regrouped (docs/engine.md has the derivation),
 with the backward written out by hand. For an (x, y, =) task only position 2 reaches the logits,
@@ -22,7 +23,7 @@ and everything after it is linear up to the MLP activation. With W_cat = [W_in |
 (attn_only: W_cat = W_U and logits = direct.) The weighted row sum runs as `F.embedding_bag`; its
 backward is an embedding_bag over the transposed index (d table) and `torch.sparse.sampled_addmm`
 (d a). `_FastLogits` is one autograd node for the whole map from parameters to logits: its backward
-is the chain rule written out (`FastEngine._backward`), which saves the ~150 small autograd ops and
+is the chain rule written out (`ModularFastEngine._backward`), which saves the ~150 small autograd ops and
 broadcast reductions that a recorded graph of the same forward costs every step.
 """
 
@@ -123,7 +124,7 @@ class _FastLogits(torch.autograd.Function):
     """One autograd node: parameters (in `names` order) -> logits [m B d_vocab_out]."""
 
     @staticmethod
-    def forward(ctx, engine: "FastEngine", layout: _Layout, names: tuple[str, ...], *tensors: Tensor) -> Tensor:  # type: ignore[override]
+    def forward(ctx, engine: "ModularFastEngine", layout: _Layout, names: tuple[str, ...], *tensors: Tensor) -> Tensor:  # type: ignore[override]
         P = dict(zip(names, tensors))
         logits, saved = engine._forward(P, layout, keep=True)
         ctx.engine, ctx.layout, ctx.names, ctx.saved = engine, layout, names, saved
@@ -140,24 +141,35 @@ class _FastLogits(torch.autograd.Function):
         return (None, None, None, *[grads[n] if ok else None for n, ok in zip(ctx.names, need)])
 
 
-class FastEngine:
+class ModularFastEngine:
     """Answer-position logits of a 1-layer, LayerNorm-free transformer on (x, y, =) tokens.
 
     Tokens at position 2 must be the task's "=" token and tokens at positions 0, 1 must lie in
     [0, d_vocab); both are checked whenever a new tokens tensor is seen. The index is cached per
     tokens tensor (by identity and version), so a trainer that passes the same tensor every step
-    builds it, and checks it, once.
+    builds it, and checks it, once. The backward is hand-written and once-differentiable: second
+    derivatives (Hessians) go through the generic engine.
     """
 
     name = "fast"
 
-    def __init__(self, model_cfg: ModelConfig, task) -> None:
+    @classmethod
+    def supports(cls, model_cfg: ModelConfig, task) -> str | None:
+        """Why this engine cannot run the config, or None when it can."""
+        if getattr(model_cfg, "name", None) != "transformer":
+            return f"model.name is {getattr(model_cfg, 'name', None)!r}, not 'transformer'"
         if model_cfg.n_layers != 1:
-            raise ValueError(f"FastEngine needs model.n_layers == 1 (got {model_cfg.n_layers})")
+            return "model.n_layers != 1"
         if model_cfg.normalization is not None:
-            raise ValueError("FastEngine needs model.normalization = null")
-        if getattr(task, "n_ctx", None) != 3 or not hasattr(task, "eq_token"):
-            raise ValueError("FastEngine needs an (x, y, =) task with n_ctx 3 and an eq_token")
+            return "model.normalization is set"
+        if task.n_ctx != 3 or tuple(task.target_positions) != (2,) or not hasattr(task, "eq_token"):
+            return "the task is not an (x, y, =) task with the answer at position 2"
+        return None
+
+    def __init__(self, model_cfg: ModelConfig, task, model=None) -> None:
+        reason = self.supports(model_cfg, task)
+        if reason is not None:
+            raise ValueError(f"ModularFastEngine: {reason}")
         self.cfg = model_cfg
         self.eq = int(task.eq_token)
         self.d_vocab = int(task.d_vocab)
@@ -167,7 +179,11 @@ class FastEngine:
 
     # -- the engine contract ----------------------------------------------------------------------
     def logits(self, params: dict[str, Tensor], tokens: Tensor) -> Tensor:
-        """params: {name: [member, *shape]}, tokens: [member batch 3] -> [member batch d_vocab_out]."""
+        """params: {name: [member, *shape]}, tokens: [member batch 3] -> [member batch 1 d_vocab_out]."""
+        return self.answer_logits(params, tokens).unsqueeze(2)
+
+    def answer_logits(self, params: dict[str, Tensor], tokens: Tensor) -> Tensor:
+        """The logits at the one target position: [member batch d_vocab_out]."""
         m = params["embed.W_E"].shape[0]
         layout = self._layout(tokens, m, params[ATTN + "W_Q"].shape[1])
         names = tuple(params)
@@ -388,9 +404,9 @@ class FastEngine:
         bad_range = ((tokens[..., :2] < 0) | (tokens[..., :2] >= self.d_vocab)).any()
         if tokens.device.type == "cpu":
             if bool(bad_eq):
-                raise ValueError(f"FastEngine: every token at position 2 must be '=' ({self.eq})")
+                raise ValueError(f"ModularFastEngine: every token at position 2 must be '=' ({self.eq})")
             if bool(bad_range):
-                raise ValueError(f"FastEngine: tokens at positions 0, 1 must lie in [0, {self.d_vocab})")
+                raise ValueError(f"ModularFastEngine: tokens at positions 0, 1 must lie in [0, {self.d_vocab})")
         else:  # no host sync on accelerators
-            torch._assert_async(~(bad_eq | bad_range), "FastEngine: bad tokens (position 2 must be '=')")
+            torch._assert_async(~(bad_eq | bad_range), "ModularFastEngine: bad tokens (position 2 must be '=')")
 

@@ -42,8 +42,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from grokscope.analysis.forward import GridActs, grid_forward
-from grokscope.analysis.fourier import (
+from grokscope.analysis.modular.grid import GridActs, grid_forward
+from grokscope.analysis.modular.fourier import (
     Group,
     block_energy_fft,
     fourier_1d,
@@ -54,7 +54,7 @@ from grokscope.analysis.fourier import (
     pair_sum,
     sum_directions,
 )
-from grokscope.config import ModelConfig
+from grokscope.config import ConfigError, ModelConfig
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +76,16 @@ class KeyRule:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def check(self) -> None:
+        if not 0.0 < self.threshold <= 1.0:
+            raise ConfigError("key_rule.threshold", f"must be in (0, 1] (got {self.threshold})")
+        if not 0.0 <= self.share_floor <= 1.0:
+            raise ConfigError("key_rule.share_floor", f"must be in [0, 1] (got {self.share_floor})")
+        if not (self.null_mult >= 0 and math.isfinite(self.null_mult)):
+            raise ConfigError("key_rule.null_mult", f"must be a finite number >= 0 (got {self.null_mult})")
+        if self.min_neurons is not None and self.min_neurons < 0:
+            raise ConfigError("key_rule.min_neurons", f"must be null or an integer >= 0 (got {self.min_neurons})")
 
 
 @dataclass

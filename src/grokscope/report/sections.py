@@ -1,0 +1,79 @@
+"""Which figures a report shows: sections registered per analysis, in page order.
+
+`RUN_SECTIONS["run"]` and `COMPARE_SECTIONS["run"]` are shown for every run; the others for the runs
+to which their analysis applies (a run not analysed yet gets each section's note instead). An
+analysis added elsewhere registers its figures with `register_section(analysis, Section(...))`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from grokscope.report import figures as G
+from grokscope.report import fourier_figures as F
+
+
+@dataclass(frozen=True)
+class Section:
+    id: str  # the page anchor and the PNG file name
+    title: str
+    figure: Callable[[Any], Any]  # RunData (or a list of them, for comparisons) -> plotly Figure
+    intro: str = ""  # how to read it; shown under the title
+
+
+CURVES_INTRO = ("Train and test loss on log-log axes, accuracy on a log step axis. Grokking is the late fall of the "
+                "test loss long after the training set is memorised.")
+PROGRESS_INTRO = ("Restricted loss keeps only the key frequencies' directions of the logits; excluded loss removes "
+                  "them (train set). Circuit formation shows as excluded loss rising while train loss stays low; "
+                  "clean-up as restricted test loss falling before the test loss does. Gini near 1 means the "
+                  "weights use few frequencies.")
+
+RUN_SECTIONS: dict[str, list[Section]] = {
+    "run": [
+        Section("curves", "Loss and accuracy", G.loss_curves,
+                CURVES_INTRO + " Bands: memorisation, circuit formation, clean-up (phases from the analysis); dashed "
+                "line: first step with test accuracy >= 0.99."),
+    ],
+    "fourier": [
+        Section("progress", "Progress measures", F.progress_measures,
+                PROGRESS_INTRO + " Weight norms: click legend entries to show single parameters."),
+        Section("embed_final", "Fourier norms of the embedding", F.embed_fourier_final,
+                "How much of the embedding W_E lies in each Fourier frequency at the end of training. "
+                "A generalising network is sparse: a few key frequencies (red) dominate."),
+        Section("embed_anim", "Fourier norms of the embedding over training", F.embed_fourier_animation,
+                "The same norms over training (press Play or drag the slider): sparsity appears during circuit "
+                "formation."),
+        Section("neurons", "Neuron clusters", F.neuron_clusters,
+                "Each MLP neuron's activation over (x, y), split by frequency. Left: neurons whose variance lies "
+                "mostly (>= threshold) in one frequency, per frequency. Right: every neuron's share per frequency."),
+        Section("logits", "Fourier spectrum of the logits", F.logit_spectrum,
+                "Norm of the logits' coefficients in the 2D Fourier basis of (x, y). The trained network "
+                "computes cos(w(x+y-z)) terms, so the weight sits on matching (cos k, cos k) and (sin k, sin k) "
+                "terms of the key frequencies."),
+        Section("circles", "The embedding's circles", F.embedding_circles,
+                "Each token's embedding projected on the cos and sin directions of a key frequency k. When the "
+                "circuit forms the tokens lie on a circle in the order k*x mod p (grey line)."),
+        Section("attention", "Attention patterns", F.attention_patterns,
+                "How much the '=' position attends to x (rather than y or itself), per head, for every input."),
+        Section("activations", "Neuron activations", F.neuron_activations,
+                "Activations of a few MLP neurons (one per key frequency first) for every input (x, y)."),
+    ],
+}
+
+COMPARE_SECTIONS: dict[str, list[Section]] = {
+    "run": [Section("compare_curves", "Loss and accuracy", G.compare_curves, CURVES_INTRO)],
+    "fourier": [Section("compare_progress", "Progress measures", F.compare_progress, PROGRESS_INTRO)],
+}
+
+
+def register_section(analysis: str, section: Section, compare: bool = False) -> None:
+    """Show `section` in reports of runs that `analysis` applies to (comparison reports if `compare`)."""
+    table = COMPARE_SECTIONS if compare else RUN_SECTIONS
+    table.setdefault(analysis, []).append(section)
+
+
+def sections_for(analyses: list[str], compare: bool = False) -> list[Section]:
+    """The generic sections, then those of each analysis in `analyses`, in registration order."""
+    table = COMPARE_SECTIONS if compare else RUN_SECTIONS
+    return [s for name, secs in table.items() if name == "run" or name in analyses for s in secs]
