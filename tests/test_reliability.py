@@ -8,7 +8,6 @@ bytes, the last states, and the metrics DataFrame exactly. docs/reliability.md l
 from __future__ import annotations
 
 import errno
-import importlib.util
 import logging
 import math
 import os
@@ -49,10 +48,8 @@ def _one_thread():
     torch.set_num_threads(before)
 
 
-# Whichever engine `auto` picks once grokscope.engine.modular_fast exists; the generic one until then.
-ENGINE = "auto" if importlib.util.find_spec("grokscope.engine.modular_fast") else "generic"
 # 120 full-batch steps; checkpoints at 0 1 2 4 8 16 20 40 60 80 100 120; evaluations every 10 (+ log-spaced).
-SHORT = {"train.epochs": 120, "train.checkpoint_every": 20, "train.engine": ENGINE, "train.progress": False}
+SHORT = {"train.epochs": 120, "train.checkpoint_every": 20, "train.progress": False}
 CLI = [sys.executable, "-m", "grokscope.cli"]
 
 

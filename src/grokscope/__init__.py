@@ -20,9 +20,12 @@ from grokscope.run import Run, load_run
 from grokscope.trainer import train, train_ensemble
 
 # analyze / report / demo import the analysis and plotting stack, so they load on first use
-# (`grokscope train` starts faster); each is the very function of its module.
-_LAZY = {"analyze": ("grokscope.analysis", "analyze"), "report": ("grokscope.report", "write_report"),
-         "demo": ("grokscope.demo", "demo")}
+# (`grokscope train` starts faster). `grokscope.analyze` is grokscope.analysis.analyze and
+# `grokscope.demo` is grokscope.quickstart.demo. `grokscope.report` is the report package, which is
+# callable: grokscope.report(paths) is grokscope.report.write_report(paths) (a package attribute
+# and a function of the same name cannot both exist, since importing the package sets it).
+_LAZY = {"analyze": ("grokscope.analysis", "analyze"), "report": ("grokscope.report", None),
+         "demo": ("grokscope.quickstart", "demo")}
 
 
 def __getattr__(name: str) -> Any:
@@ -30,7 +33,8 @@ def __getattr__(name: str) -> Any:
         import importlib
 
         module, attr = _LAZY[name]
-        return getattr(importlib.import_module(module), attr)
+        mod = importlib.import_module(module)
+        return mod if attr is None else getattr(mod, attr)
     raise AttributeError(f"module 'grokscope' has no attribute {name!r}")
 
 __all__ = ["ConfigError", "RunConfig", "make_config", "get_preset", "Run", "load_run", "Callback", "TrainState",

@@ -128,7 +128,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from grokscope.analysis import load_analysis
-    from grokscope.demo import demo, demo_config
+    from grokscope.quickstart import demo, demo_config
 
     overrides = parse_set(args.set or [])
     cfg = demo_config(overrides)  # bad --set values fail here, before anything is written

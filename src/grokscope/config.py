@@ -80,6 +80,9 @@ class ModularConfig:
         if self.data_seed < 0:
             raise ConfigError("task.data_seed", f"must be >= 0 (got {self.data_seed})")
 
+    def label(self) -> str:  # names default run directories: runs/add113-seed0-<time>
+        return f"{self.op}{self.p}"
+
     def shape(self) -> TaskShape:
         n_pairs = self.p * (self.p - 1) if self.op == "div" else self.p**2
         return TaskShape(self.p + 1, self.p, 3, max(1, round(self.frac_train * n_pairs)))
@@ -125,7 +128,7 @@ class ModelConfig:
 class OptimConfig:
     name: Literal["adamw"] = "adamw"
     lr: float = 1e-3
-    weight_decay: float = 1.0  # strong decay is what makes the canonical run grok (seed 004)
+    weight_decay: float = 1.0  # strong decay is what makes the canonical run grok (Nanda et al. 2023)
     betas: tuple[float, float] = (0.9, 0.98)
     eps: float = 1e-8
     warmup_steps: int = 10  # linear warm-up lr * min(step / warmup_steps, 1), as the reference code

@@ -6,7 +6,7 @@
     run.analysis("fourier")                            # what an analysis wrote (RUN/analysis/fourier/)
     loss = run.loss_fn("train")                        # stacked params -> loss per member, differentiable twice
 
-`loss_fn` is the building block for loss-landscape work: Hessian-vector products (torch.func),
+`loss_fn` is the building block for loss-landscape work: Hessian-vector products (`hvp`),
 slices and mode connectivity (points as members), SGLD chains (chains as members) and ablations.
 """
 
@@ -114,6 +114,12 @@ class Run:
         steps = [self.steps[-1] if steps is None else steps] if not isinstance(steps, list) else steps
         loaded = [self.params(s) for s in steps]
         return {k: torch.stack([p[k] for p in loaded]) for k in loaded[0]}
+
+
+def hvp(f: Callable[[dict[str, Tensor]], Tensor], params: dict[str, Tensor], v: dict[str, Tensor]) -> dict[str, Tensor]:
+    """The Hessian-vector product H(params) v of a scalar f, forward-over-reverse (torch.func.jvp of
+    torch.func.grad): one extra pass, no Hessian materialised. f = lambda p: run.loss_fn()(p).sum()."""
+    return torch.func.jvp(torch.func.grad(f), (params,), (v,))[1]
 
 
 def load_run(path: str | Path) -> Run:

@@ -29,7 +29,7 @@ import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from grokscope.config import ConfigError
+from grokscope.config import ConfigError, RunConfig
 from grokscope.io import RunDirError, WriteError, atomic_write_bytes, atomic_write_json, atomic_write_parquet, read_json
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ def tensors_sha256(tensors: dict[str, torch.Tensor]) -> str:
     for name in sorted(tensors):
         t = tensors[name].detach().cpu().contiguous()
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()
 
 
@@ -415,6 +415,10 @@ def open_for_training(stores: Sequence[RunStore], configs: Sequence[dict], split
         if resume:
             for store, config, split in zip(stores, configs, splits):
                 stored, _ = store.read_config()
+                try:  # compare resolved configs: a run written before a key existed stores no value for it
+                    stored = RunConfig.from_dict(stored).to_dict()
+                except ConfigError as err:
+                    raise RunDirError(f"{store.config_path}: {err}") from None
                 if stored != config:
                     raise ConfigError("--resume", f"the config differs from the one stored in {store.config_path}")
                 on_disk = store.read_split()

@@ -72,7 +72,7 @@ def schedule(total: int, every: int, log_spaced: bool, base: float) -> set[int]:
 
 def default_out(cfg: RunConfig) -> Path:
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    label = cfg.task.label() if hasattr(cfg.task, "label") else cfg.task.name
+    label = cfg.task.label() if hasattr(cfg.task, "label") else cfg.task.name  # label() is optional for a family
     return Path("runs") / f"{label}-seed{cfg.train.seed}-{stamp}"
 
 

@@ -168,8 +168,8 @@ def analyze(
         out.summary = clean_json(out.summary)
 
     progress_table = pd.DataFrame({"step": pd.Series(steps, dtype="int64")})
-    for out in outputs.values():
-        progress_table = progress_table.merge(out.progress, on="step", how="left", suffixes=("", "_dup"))
+    for name, out in outputs.items():  # a column name already taken gets the analysis's name as suffix
+        progress_table = progress_table.merge(out.progress, on="step", how="left", suffixes=("", f".{name}"))
     # phases and grokking from the logged metrics (denser than the checkpoints); else from progress
     metrics = run.metrics if run.metrics is not None and len(run.metrics) else progress_table
     phases = detect_phases(metrics, phase_rule)

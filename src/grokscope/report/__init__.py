@@ -12,7 +12,9 @@ no analysis itself. Which figures it shows for which analysis: `report.sections`
 from __future__ import annotations
 
 import logging
+import sys
 import time
+import types
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -57,5 +59,14 @@ def write_report(runs: Any, out: str | Path | None = None, png_dir: str | Path |
         export_figures(figs, png_dir)
     return path
 
+
+class _CallableModule(types.ModuleType):
+    """`grokscope.report(paths, ...)` is `write_report(paths, ...)`: the API verb and the package share a name."""
+
+    def __call__(self, runs: Any, out: str | Path | None = None, png_dir: str | Path | None = None) -> Path:
+        return write_report(runs, out=out, png_dir=png_dir)
+
+
+sys.modules[__name__].__class__ = _CallableModule
 
 __all__ = ["write_report", "figures", "fourier_figures", "load_run_data", "RunData", "MissingData"]
