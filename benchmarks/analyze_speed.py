@@ -20,6 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import machine_line
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -43,6 +45,7 @@ def main() -> None:
             out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip()
             times.append(time.perf_counter() - t0)
             print(f"run {i + 1}: {times[-1]:.1f} s wall  ({out})", flush=True)
+    print(machine_line())
     print(f"grokscope analyze, {args.checkpoints} checkpoints of {src}: median {statistics.median(times):.1f} s wall "
           f"(min {min(times):.1f}, max {max(times):.1f}; {args.repeat} runs, imports included)")
 

@@ -7,6 +7,7 @@ checkpoint of a run into a `Trainer` built from that run's config and times full
 
     python benchmarks/step_time.py runs/c40k --step 10000           # flushed, as the trainer runs
     python benchmarks/step_time.py runs/c40k --step 10000 --no-ftz  # denormals as they come
+    python benchmarks/step_time.py runs/c40k --step 4000 --profile   # + the ops with the most time per step
     PYTHONPATH=/path/to/other/checkout/src python benchmarks/step_time.py ...   # another version, A/B
 """
 
@@ -20,6 +21,7 @@ import time
 
 import torch
 
+from common import machine_line, op_profile
 from grokscope.cpu import flush_denormals, keep_freed_memory
 from grokscope.run import load_run
 from grokscope.trainer import Trainer
@@ -32,6 +34,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=100, help="timed steps")
     ap.add_argument("--warmup", type=int, default=10, help="untimed steps first")
     ap.add_argument("--no-ftz", action="store_true", help="leave float denormals alone")
+    ap.add_argument("--profile", type=int, nargs="?", const=30, default=0, metavar="N",
+                    help="also profile N steps (default 30) and print the ops with the most time per step")
     args = ap.parse_args()
 
     run = load_run(args.run)
@@ -59,9 +63,13 @@ def main() -> None:
             if tr.device.type == "cuda":
                 torch.cuda.synchronize(tr.device)
             times.append(time.perf_counter() - t0)
+        profile = op_profile(one, args.profile) if args.profile else None
+    print(machine_line())
     print(f"{args.run} step {step}: engine {tr.engine.name}, device {tr.device}, {torch.get_num_threads()} threads, "
           f"denormals flushed {ftz}: median {statistics.median(times) * 1e3:.1f} ms, min {min(times) * 1e3:.1f} ms "
           f"per training step ({args.steps} steps)")
+    if profile:
+        print(profile)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ import torch  # noqa: E402
 
 from grokscope.presets import get_preset  # noqa: E402
 from grokscope.trainer import Callback, TrainState, train  # noqa: E402
+from common import machine_line  # noqa: E402
 
 
 class _Reached(Exception):
@@ -64,6 +65,7 @@ def main() -> None:
         except _Reached:
             pass
     epoch, secs, acc = stop.evals[-1]
+    print(machine_line())
     print(f"{args.preset}: torch {torch.__version__}, {torch.get_num_threads()} threads, device {cfg.train.device}")
     print(f"imports and setup before training: {t_train:.1f} s")
     if acc >= args.target:

@@ -13,6 +13,7 @@ page faults per epoch on CPU, and both run with denormals flushed (`flush_denorm
 
     python benchmarks/train_speed.py                     # CPU, 200 timed epochs each
     python benchmarks/train_speed.py --device cuda --epochs 500
+    python benchmarks/train_speed.py --profile           # + the fast engine's ops with the most time per epoch
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import time
 import torch
 import torch.nn.functional as F
 
+from common import machine_line, op_profile
 from grokscope.cpu import flush_denormals, keep_freed_memory
 from grokscope.engine.modular_fast import ModularFastEngine
 from grokscope.models.transformer import make_transformer
@@ -130,6 +132,8 @@ def main() -> None:
     ap.add_argument("--skip-trainer", action="store_true", help="skip the end-to-end grokscope.train row")
     ap.add_argument("--no-malloc-tune", action="store_true", help="leave glibc's mmap / trim thresholds alone")
     ap.add_argument("--no-ftz", action="store_true", help="leave float denormals alone (the trainer flushes them on CPU)")
+    ap.add_argument("--profile", type=int, nargs="?", const=30, default=0, metavar="N",
+                    help="also profile N fast-engine epochs (default 30) and print the ops with the most time per epoch")
     ap.add_argument("--init", default=None, metavar="RUN:STEP",
                     help="start plain and fast from this checkpoint of a nanda2023 run (e.g. a memorised state) instead of the init")
     args = ap.parse_args()
@@ -150,6 +154,7 @@ def run_benchmark(args: argparse.Namespace, ftz: bool) -> None:
     task = ModularTask.from_config(cfg.task)
     block = args.eval_every
     n_blocks = max(1, args.epochs // block)
+    print(machine_line())
     print(f"device {device} | torch {torch.__version__} | threads {torch.get_num_threads()} | malloc tuned {tuned} | "
           f"denormals flushed {ftz} | start {args.init or 'init'} | "
           f"p={task.p}, {len(task.train_idx)} train / {len(task.test_idx)} test, full batch | "
@@ -213,6 +218,8 @@ def run_benchmark(args: argparse.Namespace, ftz: bool) -> None:
               f"{min(b_p) / min(b_f):.1f}x on best blocks")
     print("(blocks: --eval-every epochs + one test evaluation; on a shared machine the best block is the "
           "closest to an unloaded one)")
+    if args.profile:
+        print(op_profile(fast.step, args.profile))
 
 
 if __name__ == "__main__":

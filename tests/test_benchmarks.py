@@ -15,14 +15,16 @@ def run(script: str, *args: str) -> str:
 
 def test_time_to_grok_runs(tmp_path):
     out = run("time_to_grok.py", "--preset", "tiny", "--set", "train.epochs=60", "--keep", str(tmp_path / "run"))
-    assert "tiny:" in out and ("first at epoch" in out or "not reached in 60 epochs" in out)
+    assert "tiny:" in out and "machine: " in out and ("first at epoch" in out or "not reached in 60 epochs" in out)
     assert (tmp_path / "run" / "metrics.parquet").exists()
 
 
 def test_train_speed_runs():
     out = run("train_speed.py", "--epochs", "10", "--warmup", "1", "--ens-epochs", "10", "--members", "1,2",
-              "--skip-trainer", "--threads", "1")
+              "--skip-trainer", "--threads", "1", "--profile", "3")
     assert "speed-up fast / plain" in out and "fast ensemble" in out
+    assert out.startswith("machine: ") and "capability" in out
+    assert "per-op profile, 3 steps" in out and "largest single op" in out
 
 
 def test_step_time_and_analyze_speed_run(tmp_path):
@@ -31,8 +33,9 @@ def test_step_time_and_analyze_speed_run(tmp_path):
     cfg = grokscope.get_preset("tiny").replace(**{"train.epochs": 20, "train.progress": False})
     path = grokscope.train(cfg, tmp_path / "run")
     for flag in ([], ["--no-ftz"]):
-        out = run("step_time.py", str(path), "--steps", "2", "--warmup", "1", *flag)
+        out = run("step_time.py", str(path), "--steps", "2", "--warmup", "1", "--profile", "2", *flag)
         assert "per training step" in out and f"denormals flushed {not flag}" in out
+        assert "machine: " in out and "aten::" in out
     out = run("analyze_speed.py", str(path), "--checkpoints", "2", "--repeat", "1")
-    assert "2 checkpoints analysed" in out and "median" in out
+    assert "2 checkpoints analysed" in out and "median" in out and "machine: " in out
     assert not (path / "analysis").exists()  # the benchmark analyses a copy

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import logging
 import sys
 from typing import Iterator
@@ -91,3 +92,40 @@ def keep_freed_memory(trim_bytes: int = 1 << 29) -> bool:
     ok = mallopt(m_mmap_threshold, 1 << 25) == 1 and mallopt(m_trim_threshold, int(trim_bytes)) == 1
     log.info("glibc mallopt: mmap threshold 32 MiB, trim threshold %d bytes: %s", trim_bytes, "ok" if ok else "refused")
     return ok
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_model() -> str:
+    """The processor's marketing name (/proc/cpuinfo's "model name"; platform.processor() elsewhere)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def blas_version() -> str:
+    """The BLAS torch was built with, as its build info names it (e.g. "MKL 2024.2")."""
+    import re
+
+    info = torch.__config__.show()
+    m = re.search(r"Math Kernel Library Version ([\d.]+)", info)
+    if m:
+        return f"MKL {m.group(1)}"
+    m = re.search(r"BLAS_INFO=(\w+)", info)
+    return m.group(1) if m else "unknown BLAS"
+
+
+def describe_machine() -> str:
+    """One line of what decides CPU speed here: model, vector capability, threads, torch, BLAS.
+
+    Benchmarks print it beside every figure: the same code runs ~2x apart on two x86 CPUs of one
+    class (docs/engine.md), so a number without its CPU means little."""
+    cap = torch.backends.cpu.get_cpu_capability()
+    return (f"{cpu_model()} | capability {cap} | {torch.get_num_threads()} threads | torch {torch.__version__} | "
+            f"{blas_version()}")
