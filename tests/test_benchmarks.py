@@ -39,3 +39,8 @@ def test_step_time_and_analyze_speed_run(tmp_path):
     out = run("analyze_speed.py", str(path), "--checkpoints", "2", "--repeat", "1")
     assert "2 checkpoints analysed" in out and "median" in out and "machine: " in out
     assert not (path / "analysis").exists()  # the benchmark analyses a copy
+
+
+def test_sweep_speed_runs():
+    out = run("sweep_speed.py", "--epochs", "5", "--workers", "1")
+    assert "16 trials of 5 epochs" in out and "ratio local / sequential" in out and "machine: " in out

@@ -15,6 +15,7 @@ LAYERS = [
     {"engine", "interventions", "runstore"},
     {"trainer", "run"},
     {"analysis"},
+    {"sweeps"},
     {"report"},
     {"quickstart", "cli", "__init__"},
 ]

@@ -82,6 +82,9 @@ def test_api_verbs_are_the_modules_functions():
 
     assert grokscope.analyze is grokscope.analysis.analyze
     assert grokscope.demo is grokscope.quickstart.demo
+    import grokscope.sweeps
+
+    assert grokscope.sweep is grokscope.sweeps.run_sweep and grokscope.runs is grokscope.sweeps.query_runs
     assert callable(grokscope.report) and grokscope.report.write_report is not None
 
 

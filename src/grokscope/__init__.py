@@ -6,6 +6,8 @@ The Python API mirrors the CLI verbs:
     grokscope.analyze(path)        -> summary dict         (grokscope analyze)
     grokscope.report(paths)        -> report.html path     (grokscope report)
     grokscope.demo(out)            -> run directory        (grokscope demo)
+    grokscope.sweep(spec, out)     -> {trial: status}      (grokscope sweep)
+    grokscope.runs(folder, where)  -> DataFrame            (grokscope runs)
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from grokscope.trainer import train, train_ensemble
 # callable: grokscope.report(paths) is grokscope.report.write_report(paths) (a package attribute
 # and a function of the same name cannot both exist, since importing the package sets it).
 _LAZY = {"analyze": ("grokscope.analysis", "analyze"), "report": ("grokscope.report", None),
-         "demo": ("grokscope.quickstart", "demo")}
+         "demo": ("grokscope.quickstart", "demo"), "sweep": ("grokscope.sweeps", "run_sweep"),
+         "runs": ("grokscope.sweeps", "query_runs")}
 
 
 def __getattr__(name: str) -> Any:
@@ -38,4 +41,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'grokscope' has no attribute {name!r}")
 
 __all__ = ["ConfigError", "RunConfig", "make_config", "get_preset", "Run", "load_run", "Callback", "TrainState",
-           "train", "train_ensemble", "analyze", "report", "demo", "__version__"]
+           "train", "train_ensemble", "analyze", "report", "demo", "sweep", "runs", "__version__"]

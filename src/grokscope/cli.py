@@ -146,6 +146,42 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from grokscope.sweeps import load_spec, run_sweep
+
+    spec = load_spec(args.spec)  # every trial's config is checked before anything runs
+    out = Path(args.out) if args.out else Path("runs") / f"sweep-{Path(args.spec).stem}"
+    print(f"sweep {spec.name}: {len(spec.trials)} trials into {out} ({args.backend} backend)", flush=True)
+    t0 = time.perf_counter()
+    result = run_sweep(spec, out, backend=args.backend, workers=args.workers, threads=args.threads, group=args.group,
+                       address=args.address)
+    failed = sorted(t for t, s in result.items() if s == "failed")
+    print(f"{len(result) - len(failed)} of {len(spec.trials)} trials done in {time.perf_counter() - t0:.1f} s"
+          + (f"; failed: {', '.join(failed)} (errors in {out / 'failures'})" if failed else "")
+          + f"; index {out / 'index.sqlite'}; report: grokscope report {out}")
+    return 1 if failed else 0
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from grokscope.sweeps import query_runs
+
+    df = query_runs(args.dir, args.where)
+    if args.columns:
+        cols = [c.strip() for c in args.columns.split(",")]
+        unknown = [c for c in cols if c not in df.columns]
+        if unknown:
+            raise ConfigError("--columns", f"unknown column {unknown[0]!r} (e.g. path, name, optim.lr, grokking_step)")
+        df = df[cols]
+    elif len(df):
+        swept = [c for c in df.columns if "." in c and df[c].astype(str).nunique() > 1]
+        df = df[["path", *swept, "last_step", "grokking_step", "final_test_acc"]]
+    with pd.option_context("display.max_rows", None, "display.width", 200, "display.max_columns", None):
+        print(df.to_string(index=False) if len(df) else "no runs match")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="grokscope", description="Train, analyse and report grokking runs.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")
@@ -172,6 +208,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="where to write the HTML (default RUN/report.html, or ./comparison.html)")
     p.add_argument("--png", metavar="DIR", help="also export every figure as PNG (and the animation as GIF)")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("sweep", help="run every trial of a sweep spec (resumable); see docs/sweeps.md")
+    p.add_argument("spec", metavar="SPEC", help="a YAML sweep spec")
+    p.add_argument("--out", help="the sweep folder (default runs/sweep-<spec name>); re-run with the same to resume")
+    p.add_argument("--backend", default="local", choices=("local", "ray"), help="local (a process pool, the default) or ray")
+    p.add_argument("--address", help="a running Ray cluster (default: a local Ray instance)")
+    p.add_argument("--workers", type=int, help="local processes (default: cores / threads)")
+    p.add_argument("--threads", type=int, help="torch threads per trial (default 1 on CPU)")
+    p.add_argument("--group", type=int, help="most trials trained as one stacked ensemble (default 1 on CPU, 64 on CUDA)")
+    p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("runs", help="the run index of a folder of runs (a sweep, an ensemble), filtered")
+    p.add_argument("dir", metavar="DIR")
+    p.add_argument("--where", help='an SQL condition, e.g. \'"optim.weight_decay" >= 1 AND grokking_step IS NOT NULL\'')
+    p.add_argument("--columns", help="comma-separated columns to show (default: path, the fields that vary, results)")
+    p.set_defaults(func=cmd_runs)
 
     p = sub.add_parser("demo", help="the canonical run: train, analyse, report")
     p.add_argument("--out", help="run directory (default runs/demo-<time>)")

@@ -21,7 +21,7 @@ from typing import Any, Sequence
 from grokscope.io import atomic_write_text
 from grokscope.report import figures, fourier_figures
 from grokscope.report.data import MissingData, RunData, load_run_data
-from grokscope.report.pages import comparison_page, run_page
+from grokscope.report.pages import comparison_page, run_page, sweep_page
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,8 @@ def write_report(runs: Any, out: str | Path | None = None, png_dir: str | Path |
     """Write the report and return its path.
 
     runs: one run (path or Run) or a sequence of them. One run -> RUN/report.html; several -> a
-    comparison report at `out` (default ./comparison.html). png_dir: also write every figure as
+    comparison report at `out` (default ./comparison.html); a sweep folder -> its sweep report
+    (SWEEP/report.html). png_dir: also write every figure as
     PNG and the circle-formation animation as GIF (needs matplotlib).
     """
     if isinstance(runs, (str, Path)) or not isinstance(runs, Sequence):
@@ -40,6 +41,20 @@ def write_report(runs: Any, out: str | Path | None = None, png_dir: str | Path |
     if not runs:
         raise ValueError("write_report needs at least one run")
     t0 = time.perf_counter()
+    if len(runs) == 1 and isinstance(runs[0], (str, Path)):
+        from grokscope.sweeps import load_sweep
+
+        sweep = load_sweep(runs[0])
+        if sweep is not None:  # a sweep folder: the sweep report
+            page, figs = sweep_page(Path(runs[0]), sweep)
+            path = Path(out) if out is not None else Path(runs[0]) / "report.html"
+            atomic_write_text(path, page.render("grokscope sweep report; works offline."))
+            if png_dir is not None:
+                from grokscope.report.static import export_figures
+
+                export_figures(figs, png_dir, gif=())
+            log.info("wrote %s in %.1f s", path, time.perf_counter() - t0)
+            return path
     datas = [load_run_data(r) for r in runs]
     if len(datas) == 1:
         page, figs = run_page(datas[0])

@@ -136,3 +136,39 @@ def comparison_page(datas: Sequence[RunData]) -> tuple[Page, dict[str, go.Figure
     names = [n for d in datas for n in (*d.expected, *d.analyses)]
     _add_sections(page, sections_for(names, compare=True), datas, figs)
     return page, figs
+
+
+def sweep_page(path: Any, sweep: dict) -> tuple[Page, dict[str, go.Figure]]:
+    """A sweep folder: its trials, the phase diagram, grokking steps across seeds, metric vs field."""
+    from grokscope.report import sweep_figures as S
+    from grokscope.sweeps.index import index_runs
+
+    index = index_runs(path)
+    swept = list(sweep.get("swept") or [])
+    page = Page(f"grokscope sweep: {sweep.get('name', 'sweep')}")
+    n_trials = len(sweep.get("trials") or [])
+    failures = sorted(p.stem for p in (path / "failures").glob("*.txt")) if (path / "failures").is_dir() else []
+    head = table([("sweep", sweep.get("name")), ("folder", path), ("trials", f"{len(index)} trained of {n_trials}"),
+                  ("failed", ", ".join(failures) or "none"), ("swept fields", ", ".join(swept) or "none"),
+                  ("outcome rule", f"never groks: no test_acc >= 0.99; generalises at once: grokking step <= "
+                                   f"{S.AT_ONCE:g} x the memorisation step (train_acc >= 0.99); groks: otherwise")])
+    page.add("Sweep", head, anchor="sweep")
+    figs: dict[str, go.Figure] = {}
+    for sec in (Section("phase_diagram", "Phase diagram", lambda d: S.phase_diagram(d, swept),
+                        "Each cell is one setting of the first two swept fields, over all its seeds."),
+                Section("grokking_steps", "Grokking steps across seeds", lambda d: S.grokking_distribution(d, swept),
+                        "Single runs mislead: the grokking step of one setting spreads over seeds."),
+                Section("metric_vs_field", "Final test accuracy against each swept field",
+                        lambda d: S.metric_vs_fields(d, swept)),
+                Section("key_frequencies", "Key-frequency agreement across seeds",
+                        lambda d: S.key_frequency_agreement(d, swept))):
+        fig, why = _try_figure(lambda: sec.figure(index), sec.id)
+        if fig is not None:
+            figs[sec.id] = fig
+        page.add(sec.title, page.figure_html(fig) if fig is not None else note(why or "no data"), anchor=sec.id,
+                 intro=sec.intro)
+    shown = [c for c in ("path", *swept, "last_step", "memorization_step", "grokking_step", "final_test_acc",
+                         "key_frequencies") if c in index]
+    trials = S.with_outcomes(index)[shown + ["outcome"]] if len(index) else index
+    page.add("Trials", frame_table(trials), anchor="trials", intro="One row per trained trial (its run directory under the folder).")
+    return page, figs

@@ -1,0 +1,102 @@
+"""The run index: one table over many run directories (a sweep, an ensemble, a folder of runs).
+
+One row per run: its path, every config key (dotted, e.g. `optim.weight_decay`), status, the final
+metrics, the grokking step (first logged step with test_acc >= 0.99), the memorisation step (the
+same on train_acc) and, where the run was analysed, the headline numbers of its analysis summary.
+`index_runs(root)` returns it as a DataFrame; `write_index(root)` also stores it as SQLite
+(`root/index.sqlite`, table `runs`), which any SQL client can query:
+
+    grokscope runs runs/sweep --where '"optim.weight_decay" >= 1 AND grokking_step IS NOT NULL'
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sqlite3
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from grokscope.analysis.phases import first_step_at_least, grokking_step
+from grokscope.config import flatten_dict
+from grokscope.io import RunDirError, WriteError
+from grokscope.run import load_run
+
+log = logging.getLogger(__name__)
+
+HEADLINE = ("key_frequencies", "frac_neurons_single_frequency", "logit_fit_variance_explained")
+
+
+def find_runs(root: str | Path) -> list[Path]:
+    """Every run directory (a folder with config.json) at or below root, sorted."""
+    root = Path(root)
+    if (root / "config.json").is_file():
+        return [root]
+    return sorted(p.parent for p in root.rglob("config.json") if "analysis" not in p.parts)
+
+
+def _row(path: Path, root: Path) -> dict[str, Any]:
+    run = load_run(path)
+    row: dict[str, Any] = {"path": str(path.relative_to(root)) if path != root else ".", "name": run.name}
+    row.update({k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in flatten_dict(run.config.to_dict()).items()})
+    m = run.metrics
+    last = m.iloc[-1] if len(m) else None
+    for col in ("step", "train_loss", "test_loss", "train_acc", "test_acc"):
+        row[f"final_{col}" if col != "step" else "last_step"] = None if last is None else float(last[col]) if col != "step" else int(last[col])
+    row["grokking_step"] = grokking_step(m)
+    row["memorization_step"] = (first_step_at_least(m["step"].to_numpy(), m["train_acc"].to_numpy(), 0.99)
+                                if len(m) else None)
+    summary = run.analysis().summary or {}
+    for key in HEADLINE:
+        v = summary.get(key)
+        row[key] = json.dumps(v) if isinstance(v, list) else v
+    return row
+
+
+def index_runs(root: str | Path) -> pd.DataFrame:
+    """The index of every run below root; a run that cannot be read is left out with a warning."""
+    root = Path(root)
+    rows = []
+    for path in find_runs(root):
+        try:
+            rows.append(_row(path, root))
+        except RunDirError as err:
+            log.warning("not indexed: %s", err)
+    return pd.DataFrame(rows)
+
+
+def write_index(root: str | Path) -> Path:
+    """Write root/index.sqlite (table `runs`) atomically; returns its path."""
+    root = Path(root)
+    df = index_runs(root)
+    path = root / "index.sqlite"
+    fd, tmp = tempfile.mkstemp(dir=root, prefix=".index.sqlite.", suffix=".tmp")
+    os.close(fd)
+    try:
+        with sqlite3.connect(tmp) as con:
+            df.to_sql("runs", con, index=False, if_exists="replace")
+        os.replace(tmp, path)
+    except (OSError, sqlite3.Error) as err:
+        Path(tmp).unlink(missing_ok=True)
+        raise WriteError(f"cannot write {path}: {err}") from None
+    return path
+
+
+def query_runs(root: str | Path, where: str | None = None) -> pd.DataFrame:
+    """The index of root (rebuilt), filtered by an SQL `where` clause over its columns."""
+    from grokscope.config import ConfigError
+
+    root = Path(root)
+    if not root.is_dir():
+        raise RunDirError(f"{root} is not a directory")
+    path = write_index(root)
+    sql = "SELECT * FROM runs" + (f" WHERE {where}" if where else "")
+    with sqlite3.connect(path) as con:
+        try:
+            return pd.read_sql_query(sql, con)
+        except (sqlite3.Error, pd.errors.DatabaseError) as err:
+            raise ConfigError("--where", f"not a valid SQL condition over the index's columns ({err})") from None
