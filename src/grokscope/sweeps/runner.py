@@ -128,20 +128,24 @@ def _write_sweep_json(spec: SweepSpec, out: Path) -> None:
     atomic_write_json(path, doc)
 
 
-def _local(jobs: list[Job], workers: int, on_done: Callable[[list], None]) -> None:
+def _local(jobs: list[Job], workers: int, on_done: Callable[[list, int], None]) -> None:
     if workers == 1:  # in this process: simplest to debug, and what one worker means
         for job in jobs:
-            on_done(run_job(job))
+            on_done(run_job(job), 0)
         return
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-        pending = {pool.submit(run_job, job) for job in jobs}
+        size = {}
+        for job in jobs:
+            size[pool.submit(run_job, job)] = len(job.trial_ids)
+        pending = set(size)
         while pending:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            running = sum(size[f] for f in pending if f.running())
             for f in done:
-                on_done(f.result())
+                on_done(f.result(), running)
 
 
-def _ray(jobs: list[Job], address: str | None, threads: int, on_done: Callable[[list], None]) -> None:
+def _ray(jobs: list[Job], address: str | None, threads: int, on_done: Callable[[list, int], None]) -> None:
     try:
         import ray
     except ImportError:
@@ -153,7 +157,7 @@ def _ray(jobs: list[Job], address: str | None, threads: int, on_done: Callable[[
     while pending:
         done, pending = ray.wait(pending, num_returns=1)
         for ref in done:
-            on_done(ray.get(ref))
+            on_done(ray.get(ref), -1)  # Ray does not say which tasks run: shown as queued
 
 
 def run_sweep(spec: SweepSpec | str | Path | dict, out: str | Path, backend: str = "local", workers: int | None = None,
@@ -190,7 +194,7 @@ def run_sweep(spec: SweepSpec | str | Path | dict, out: str | Path, backend: str
              len(jobs), backend)
     t0 = time.perf_counter()
 
-    def on_done(outcome: list[tuple[str, str | None]]) -> None:
+    def on_done(outcome: list[tuple[str, str | None]], running: int) -> None:
         for trial_id, error in outcome:
             if error is None:
                 result[trial_id] = "done"
@@ -201,7 +205,9 @@ def run_sweep(spec: SweepSpec | str | Path | dict, out: str | Path, backend: str
                 log.warning("trial %s failed: %s", trial_id, error)
             counts["done" if error is None else "failed"] += 1
             bar.update(1)
-        bar.set_postfix(done=counts["done"], failed=counts["failed"], refresh=False)
+        left = len(spec.trials) - counts["done"] - counts["failed"]
+        shown = {"running": running} if running >= 0 else {"queued": left}
+        bar.set_postfix(done=counts["done"], **shown, failed=counts["failed"], refresh=False)
 
     try:
         if backend == "local":
