@@ -158,7 +158,8 @@ def bad_config(draw):
 def assert_one_line_naming(message: str, key: str) -> None:
     assert len(message.strip().splitlines()) == 1, message
     assert "Traceback" not in message
-    assert message.strip().split("grokscope: error: ", 1)[-1].startswith(f"{key}: ".translate(LINE_BREAKS)), (key, message)
+    # rstrip only: a key may itself start with whitespace (e.g. an unknown top-level key " ")
+    assert message.rstrip("\n").split("grokscope: error: ", 1)[-1].startswith(f"{key}: ".translate(LINE_BREAKS)), (key, message)
 
 
 LINE_BREAKS = {c: repr(chr(c))[1:-1] for c in (10, 11, 12, 13, 28, 29, 30, 133, 0x2028, 0x2029)}
