@@ -93,6 +93,18 @@ def test_local_sweep_index_report_and_rerun(tmp_path):
     assert "no trial reached 0.99 test accuracy" in html and "t0007" in html
     with pytest.raises(Exception, match="holds another sweep"):
         run_sweep({**SMALL, "seeds": "0-2"}, out, progress=False)
+    with pytest.raises(Exception, match="another base config"):
+        run_sweep({**SMALL, "set": {**SMALL["set"], "train.epochs": 30}}, out, progress=False)
+
+
+def test_analyze_true_indexes_each_trials_analysis(tmp_path):
+    out = tmp_path / "sweep"
+    run_sweep({**SMALL, "grid": {"optim.weight_decay": [0.5, 1.0]}, "seeds": 0, "analyze": True}, out, workers=1,
+              progress=False)
+    assert (out / "t0000" / "analysis" / "fourier" / "summary.json").is_file()
+    index = index_runs(out)
+    assert index["key_frequencies"].notna().all()  # JSON lists, e.g. "[]" for these unlearnt runs
+    assert all(isinstance(json.loads(k), list) for k in index["key_frequencies"])
 
 
 def test_groups_train_as_stacked_ensembles(tmp_path):

@@ -119,12 +119,13 @@ def run_job(job: Job) -> list[tuple[str, str | None]]:
 
 def _write_sweep_json(spec: SweepSpec, out: Path) -> None:
     doc = {"format": FORMAT, "name": spec.name, "spec": spec.raw, "swept": list(spec.swept),
-           "trials": [{"id": t.id, "overrides": t.overrides} for t in spec.trials]}
+           "base": spec.base.to_dict(), "trials": [{"id": t.id, "overrides": t.overrides} for t in spec.trials]}
     path = out / "sweep.json"
     if path.exists():
         old = read_json(path)
-        if not isinstance(old, dict) or old.get("trials") != doc["trials"]:
-            raise RunDirError(f"{out} holds another sweep (its sweep.json lists other trials); choose another --out")
+        if not isinstance(old, dict) or old.get("trials") != doc["trials"] or old.get("base") != doc["base"]:
+            raise RunDirError(f"{out} holds another sweep (its sweep.json has another base config or other trials); "
+                              "choose another --out")
     atomic_write_json(path, doc)
 
 
