@@ -22,7 +22,7 @@ from typing import Any
 import pandas as pd
 
 from grokscope.analysis.phases import first_step_at_least, grokking_step
-from grokscope.config import flatten_dict
+from grokscope.config import ConfigError, flatten_dict
 from grokscope.io import RunDirError, WriteError
 from grokscope.run import load_run
 
@@ -45,8 +45,9 @@ def _row(path: Path, root: Path) -> dict[str, Any]:
     row.update({k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in flatten_dict(run.config.to_dict()).items()})
     m = run.metrics
     last = m.iloc[-1] if len(m) else None
-    for col in ("step", "train_loss", "test_loss", "train_acc", "test_acc"):
-        row[f"final_{col}" if col != "step" else "last_step"] = None if last is None else float(last[col]) if col != "step" else int(last[col])
+    row["last_step"] = None if last is None else int(last["step"])
+    for col in ("train_loss", "test_loss", "train_acc", "test_acc"):
+        row[f"final_{col}"] = None if last is None else float(last[col])
     row["grokking_step"] = grokking_step(m)
     row["memorization_step"] = (first_step_at_least(m["step"].to_numpy(), m["train_acc"].to_numpy(), 0.99)
                                 if len(m) else None)
@@ -88,8 +89,6 @@ def write_index(root: str | Path) -> Path:
 
 def query_runs(root: str | Path, where: str | None = None) -> pd.DataFrame:
     """The index of root (rebuilt), filtered by an SQL `where` clause over its columns."""
-    from grokscope.config import ConfigError
-
     root = Path(root)
     if not root.is_dir():
         raise RunDirError(f"{root} is not a directory")
