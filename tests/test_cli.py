@@ -3,6 +3,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import grokscope
 from grokscope.cli import main
 
@@ -56,3 +58,12 @@ def test_training_docs_callback_example_runs(tmp_path, monkeypatch):
     m = grokscope.load_run(tmp_path / "runs" / "tiny-halved").metrics
     lr = dict(zip(m.step, m.lr))
     assert lr[10] == 3e-3 and lr[20] == 1.5e-3 and lr[50] == 1.5e-3  # the intervention is in the record
+
+
+@pytest.mark.parametrize("seeds, says", [("5-2", "a range must run upwards"), ("", "must look like"),
+                                         ("0-5000", "at most 1024 seeds"), ("1,1", "names a seed twice")])
+def test_bad_seeds_are_one_line(seeds, says, tmp_path, capsys):
+    assert main(["train", "--preset", "tiny", "--seeds", seeds, "--out", str(tmp_path / "e")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("grokscope: error: --seeds: ") and says in err and err.count("\n") == 1
+    assert not (tmp_path / "e").exists()

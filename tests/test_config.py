@@ -81,3 +81,18 @@ def test_unknown_key_in_file(tmp_path):
     f.write_text('{"optim": {"learning_rate": 0.1}}')
     with pytest.raises(ConfigError, match="optim.learning_rate: unknown key"):
         make_config(f)
+
+
+def test_repr_shows_only_what_differs_from_the_canonical_run():
+    assert repr(RunConfig()) == "RunConfig()"
+    assert repr(get_preset("quick")) == "RunConfig(task.p=31, task.frac_train=0.5, optim.lr=0.003, train.epochs=4000)"
+
+
+@pytest.mark.slow
+def test_quick_preset_groks(tmp_path):
+    """The `quick` preset shows grokking within its budget (~20 s on a 2-core CPU)."""
+    import grokscope
+
+    m = grokscope.load_run(grokscope.train(get_preset("quick").replace(**{"train.progress": False}), tmp_path / "q")).metrics
+    assert m.train_acc[m.step == 100].item() == 1.0  # memorised early ...
+    assert m.test_acc[m.step == 100].item() < 0.5 and m.test_acc.iloc[-1] >= 0.99  # ... generalised late

@@ -101,3 +101,10 @@ def test_key_rule_is_checked(tiny_run):
 
     with pytest.raises(ConfigError, match=r"^key_rule.threshold: must be in \(0, 1\]"):
         grokscope.analyze(tiny_run, key_rule=KeyRule(threshold=1.5))
+
+
+def test_short_reprs(tiny_run):
+    run = grokscope.load_run(tiny_run)
+    text = repr(run)
+    assert text.startswith("Run(") and "checkpoints up to step 300" in text and len(text) < 300
+    assert "key_frequencies" in repr(grokscope.analyze(tiny_run, out_dir=tiny_run.parent / "a-repr"))

@@ -19,7 +19,8 @@ import yaml
 
 from grokscope.cli import main
 from grokscope.config import ConfigError
-from grokscope.sweeps import index_runs, load_spec, parse_seeds, query_runs, run_sweep, trial_status
+from grokscope.config import parse_seeds
+from grokscope.sweeps import index_runs, load_spec, query_runs, run_sweep, trial_status
 
 SMALL = {"name": "small", "preset": "tiny", "set": {"train.epochs": 20, "train.checkpoint_every": 10},
          "grid": {"task.frac_train": [0.4, 0.6], "optim.weight_decay": [0.5, 1.0]}, "seeds": "0-1"}

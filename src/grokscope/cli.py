@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from grokscope.config import ConfigError, RunConfig, parse_set
+from grokscope.config import ConfigError, RunConfig, parse_seeds, parse_set
 from grokscope.presets import make_config
 from grokscope.io import RunDirError, WriteError, progress_bar
 
@@ -27,31 +27,16 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def _parse_seeds(text: str) -> list[int]:
-    """"0-63" or "0,1,5" -> list of seeds."""
-    try:
-        if "-" in text:
-            lo, hi = text.split("-")
-            seeds = list(range(int(lo), int(hi) + 1))
-        else:
-            seeds = [int(s) for s in text.split(",")]
-    except ValueError:
-        raise ConfigError("--seeds", f"must look like 0-63 or 0,1,5 (got {text!r})") from None
-    if not seeds or min(seeds) < 0:
-        raise ConfigError("--seeds", f"must name seeds >= 0 (got {text!r})")
-    return seeds
-
-
 def _config_from_args(args: argparse.Namespace) -> RunConfig:
     return make_config(args.config, args.preset, parse_set(args.set or []))
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from grokscope.trainer import default_out, train, train_ensemble
+    from grokscope.trainer import MAX_ENSEMBLE, default_out, train, train_ensemble
 
     if args.resume:
         run = Path(args.resume)
-        if args.config or args.preset or args.set or args.seeds:
+        if args.config or args.preset or args.set or args.seeds is not None:
             raise UsageError("--resume RUN continues a run with its stored config; drop CONFIG, --preset, --set and --seeds")
         from grokscope.runstore import RunStore
 
@@ -64,8 +49,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"resumed and finished: {path}")
         return 0
     cfg = _config_from_args(args)
-    if args.seeds:
-        seeds = _parse_seeds(args.seeds)
+    if args.seeds is not None:
+        seeds = parse_seeds(args.seeds, "--seeds")
+        if len(seeds) > MAX_ENSEMBLE:
+            raise ConfigError("--seeds", f"at most {MAX_ENSEMBLE} seeds in one process (got {len(seeds)}); "
+                              "train more as a sweep (grokscope sweep)")
         base = Path(args.out) if args.out else default_out(cfg)
         cfgs = [cfg.replace(**{"train.seed": s}) for s in seeds]
         paths = train_ensemble(cfgs, [base / f"seed{s}" for s in seeds])

@@ -281,6 +281,12 @@ class RunConfig:
         """A copy with dotted overrides, e.g. `cfg.replace(**{"optim.lr": 3e-3})`."""
         return apply_overrides(self, overrides)
 
+    def __repr__(self) -> str:
+        """Only what differs from the defaults (the canonical run), as dotted keys: short in a notebook."""
+        default = flatten_dict(RunConfig().to_dict())
+        changed = {k: v for k, v in flatten_dict(self.to_dict()).items() if default.get(k, object()) != v}
+        return "RunConfig(" + ", ".join(f"{k}={v!r}" for k, v in changed.items()) + ")"
+
 
 MAX_PARAMS = 4 * 10**9  # parameters per model: far beyond grokking scale, well below an allocation failure
 
@@ -492,3 +498,33 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     if "config" in data and "meta" in data:  # a run directory's config.json
         data = data["config"]
     return data
+
+
+def parse_seeds(value: Any, key: str = "seeds") -> list[int]:
+    """"0-63", "0,1,5", 3 or [0, 1] -> a list of distinct seeds >= 0 (`--seeds`, a sweep's `seeds`)."""
+    if isinstance(value, bool):
+        raise ConfigError(key, f"must look like 0-63, 0,1,5 or a list of integers (got {value!r})")
+    if isinstance(value, int):
+        seeds = [value]
+    elif isinstance(value, (list, tuple)):
+        if not all(isinstance(s, int) and not isinstance(s, bool) for s in value):
+            raise ConfigError(key, f"must be a list of integers (got {value!r})")
+        seeds = list(value)
+    elif isinstance(value, str):
+        text = value.replace(" ", "")
+        try:
+            bounds = [int(t) for t in text.split("-")] if "-" in text else None
+            seeds = [int(t) for t in text.split(",")] if bounds is None else []
+        except ValueError:  # (ConfigError is a ValueError too: raise it outside this block)
+            raise ConfigError(key, f"must look like 0-63 or 0,1,5 (got {value!r})") from None
+        if bounds is not None:
+            if len(bounds) != 2 or bounds[1] < bounds[0]:
+                raise ConfigError(key, f"a range must run upwards, e.g. 0-63 (got {value!r})")
+            seeds = list(range(bounds[0], bounds[1] + 1))
+    else:
+        raise ConfigError(key, f"must look like 0-63, 0,1,5 or a list of integers (got {value!r})")
+    if not seeds or min(seeds) < 0:
+        raise ConfigError(key, f"must name seeds >= 0 (got {value!r})")
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(key, f"names a seed twice (got {value!r})")
+    return seeds

@@ -15,7 +15,12 @@ from grokscope.config import ConfigError, RunConfig, apply_overrides, load_confi
 PRESETS: dict[str, dict] = {
     # 1-layer transformer, x + y mod 113, 30% of pairs, full-batch AdamW(lr 1e-3, wd 1, betas 0.9/0.98).
     "nanda2023": {},
-    # A seconds-long run for tests and smoke checks: p = 23 memorises within a few hundred steps.
+    # Grokking in well under a minute on a laptop CPU: x + y mod 31 on the canonical model, half the
+    # pairs, lr 3e-3. Seed 0 memorises by step ~40 and reaches 99 % test accuracy at step 2500-2910
+    # (the trajectory depends on the thread count); 4000 epochs leave room for other seeds.
+    "quick": {"task.p": 31, "task.frac_train": 0.5, "optim.lr": 3e-3, "train.epochs": 4000},
+    # A seconds-long run for tests and smoke checks: p = 23 memorises within a few hundred steps
+    # (it does not generalise: use `quick` to see grokking).
     "tiny": {
         "task.p": 23, "task.frac_train": 0.5, "model.d_model": 32, "model.n_heads": 2, "model.d_head": 16,
         "model.d_mlp": 64, "optim.lr": 3e-3, "train.epochs": 300, "train.checkpoint_every": 50,

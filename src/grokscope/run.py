@@ -43,6 +43,11 @@ class Run:
     def name(self) -> str:
         return self.config.name or self.path.name
 
+    def __repr__(self) -> str:
+        steps = self.steps
+        return (f"Run({str(self.path)!r}, {self.task.describe()}, {len(steps)} checkpoints"
+                + (f" up to step {steps[-1]}" if steps else "") + f", analyses {self.analyses})")
+
     @property
     def metrics(self) -> pd.DataFrame:
         return self.store.load_metrics()

@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 
 # Keys in which ensemble members may differ; all others must be equal.
 MEMBER_KEYS = ("name", "train.seed", "task.data_seed", "optim.lr", "optim.weight_decay")
+# Members per process: one open lock file and run directory each; far beyond what a GPU stacks usefully
+MAX_ENSEMBLE = 1024
 
 
 class TrainingError(RuntimeError):
@@ -77,6 +79,9 @@ def default_out(cfg: RunConfig) -> Path:
 
 
 def check_ensemble(cfgs: Sequence[RunConfig]) -> None:
+    if len(cfgs) > MAX_ENSEMBLE:
+        raise ConfigError("ensemble", f"at most {MAX_ENSEMBLE} members in one process (got {len(cfgs)}); "
+                          "train more as a sweep (grokscope.sweep)")
     first = flatten_dict(cfgs[0].to_dict())
     for i, cfg in enumerate(cfgs[1:], start=1):
         for key, value in flatten_dict(cfg.to_dict()).items():

@@ -67,6 +67,12 @@ class AnalysisResult:
     outputs: dict[str, AnalysisOutput]
     path: Path | None = None
 
+    def __repr__(self) -> str:
+        s = self.summary
+        keys = f", key_frequencies {s['key_frequencies']}" if "key_frequencies" in s else ""
+        return (f"AnalysisResult({', '.join(self.outputs) or 'no analysis'}; {s.get('n_checkpoints')} checkpoints, "
+                f"grokking_step {s.get('grokking_step')}{keys}; written to {self.path})")
+
 
 def subsample_steps(steps: Sequence[int], n: int | None) -> list[int]:
     """At most n of the steps (sorted, unique), evenly spaced by index, always keeping the first and

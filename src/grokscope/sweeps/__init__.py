@@ -3,7 +3,7 @@ index over any folder of runs (index.py). The sweep report is grokscope.report's
 
 from grokscope.sweeps.index import index_runs, query_runs, write_index
 from grokscope.sweeps.runner import load_sweep, run_sweep, trial_status
-from grokscope.sweeps.spec import SweepSpec, Trial, load_spec, parse_seeds
+from grokscope.sweeps.spec import SweepSpec, Trial, load_spec
 
-__all__ = ["SweepSpec", "Trial", "index_runs", "load_spec", "load_sweep", "parse_seeds", "query_runs", "run_sweep",
+__all__ = ["SweepSpec", "Trial", "index_runs", "load_spec", "load_sweep", "query_runs", "run_sweep",
            "trial_status", "write_index"]

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from grokscope.config import ConfigError, RunConfig, apply_overrides, load_config_file, merge_config
+from grokscope.config import ConfigError, RunConfig, apply_overrides, load_config_file, merge_config, parse_seeds
 from grokscope.presets import get_preset
 
 SPEC_KEYS = ("name", "preset", "config", "set", "grid", "trials", "random", "seeds", "analyze")
@@ -47,37 +47,6 @@ class SweepSpec:
     trials: tuple[Trial, ...]
     swept: tuple[str, ...]  # the fields that vary across trials, train.seed last
     analyze: bool
-
-
-def parse_seeds(value: Any, key: str = "seeds") -> list[int]:
-    """"0-63", "0,1,5", 3 or [0, 1] -> a list of distinct seeds >= 0."""
-    if isinstance(value, bool):
-        raise ConfigError(key, f"must look like 0-63, 0,1,5 or a list of integers (got {value!r})")
-    if isinstance(value, int):
-        seeds = [value]
-    elif isinstance(value, (list, tuple)):
-        if not all(isinstance(s, int) and not isinstance(s, bool) for s in value):
-            raise ConfigError(key, f"must be a list of integers (got {value!r})")
-        seeds = list(value)
-    elif isinstance(value, str):
-        text = value.replace(" ", "")
-        try:
-            if "-" in text:
-                lo, hi = (int(t) for t in text.split("-"))
-                if hi < lo:
-                    raise ConfigError(key, f"a range must run upwards, e.g. 0-63 (got {value!r})")
-                seeds = list(range(lo, hi + 1))
-            else:
-                seeds = [int(t) for t in text.split(",")]
-        except ValueError:
-            raise ConfigError(key, f"must look like 0-63 or 0,1,5 (got {value!r})") from None
-    else:
-        raise ConfigError(key, f"must look like 0-63, 0,1,5 or a list of integers (got {value!r})")
-    if not seeds or min(seeds) < 0:
-        raise ConfigError(key, f"must name seeds >= 0 (got {value!r})")
-    if len(set(seeds)) != len(seeds):
-        raise ConfigError(key, f"names a seed twice (got {value!r})")
-    return seeds
 
 
 def _mapping(raw: dict, key: str) -> dict:
