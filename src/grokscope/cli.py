@@ -107,9 +107,18 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from grokscope.analysis import stale
     from grokscope.report import write_report
+    from grokscope.run import load_run
+    from grokscope.sweeps import load_sweep
 
-    out = write_report(args.runs, out=args.out, png_dir=args.png)
+    out = write_report(args.runs, out=args.out, png_dir=args.png, reanalyze=args.reanalyze)
+    for r in args.runs:  # say it where the user looks, not only in the page
+        if load_sweep(r) is None:
+            run = load_run(r)
+            why = stale(run, run.analysis().summary)
+            if why:
+                print(f"grokscope: warning: {r}: {why}", file=sys.stderr)
     print(f"report: {out}")
     return 0
 
@@ -195,6 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("runs", nargs="+", metavar="RUN")
     p.add_argument("--out", help="where to write the HTML (default RUN/report.html, or ./comparison.html)")
     p.add_argument("--png", metavar="DIR", help="also export every figure as PNG (and the animation as GIF)")
+    p.add_argument("--reanalyze", action="store_true", help="run grokscope analyze on each run first")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("sweep", help="run every trial of a sweep spec (resumable); see docs/sweeps.md")

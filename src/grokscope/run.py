@@ -63,7 +63,46 @@ class Run:
             if not self.steps:
                 raise RunDirError(f"{self.path} has no checkpoints")
             step = self.steps[-1]
-        return self.store.load_checkpoint(step)
+        params = self.store.load_checkpoint(step)
+        self._check_shapes(params, step)
+        return params
+
+    def _check_shapes(self, params: dict[str, Tensor], step: int) -> None:
+        """A checkpoint must fit the model config.json describes: else one error naming the config field,
+        never a silent analysis of the wrong model or an IndexError deep inside one."""
+        if not hasattr(self, "_shapes"):
+            self._shapes = {k: tuple(v.shape) for k, v in self.model().state_dict().items()}
+        if set(params) != set(self._shapes):
+            raise RunDirError(f"{self.store.checkpoint_path(step)}: tensors {sorted(set(params) ^ set(self._shapes))} "
+                              f"do not match the model in {self.store.config_path}")
+        self._got_shapes = {k: tuple(v.shape) for k, v in params.items()}
+        for name, want in self._shapes.items():
+            got = self._got_shapes[name]
+            if got != want:
+                field = self._field_of(want, got)
+                raise RunDirError(f"{self.store.config_path}: {field} disagrees with the checkpoints ({name} is "
+                                  f"{list(got)} in {self.store.checkpoint_path(step).name}; the config needs {list(want)})")
+
+    def _field_of(self, want: tuple, got: tuple) -> str:
+        """The config field that explains the mismatch: the one which, set to the checkpoint's size,
+        gives a model of the checkpoint's shapes (else the first whose value is the expected size)."""
+        from grokscope.config import ConfigError
+
+        mismatched = [(w, g) for w, g in zip(want, got) if w != g] or [(want[0], got[0] if got else None)]
+        w, g = mismatched[0]
+        candidates = [f"model.{k}" for k in ("d_model", "d_mlp", "n_heads", "d_head") if getattr(self.config.model, k, None) == w]
+        p = getattr(self.config.task, "p", None)
+        candidates += ["task.p"] if p is not None and w in (p, p + 1) else []
+        for field in candidates:
+            value = g - (w - p) if field == "task.p" else g
+            try:
+                cfg = self.config.replace(**{field: value})
+                task = task_class(cfg.task).from_config(cfg.task)
+            except (ConfigError, ValueError):
+                continue
+            if {k: tuple(v.shape) for k, v in make_model(cfg, task).state_dict().items()} == getattr(self, "_got_shapes", None):
+                return field
+        return candidates[0] if candidates else "the model config"
 
     def model(self) -> nn.Module:
         """The run's model, freshly initialised (load a checkpoint into it, or use `checkpoint`)."""
@@ -72,11 +111,7 @@ class Run:
     def checkpoint(self, step: int | None = None, device: str | torch.device = "cpu") -> nn.Module:
         """The model at a checkpoint, ready for `run_with_cache`."""
         model = self.model()
-        params = self.params(step)
-        expected = set(model.state_dict())
-        if set(params) != expected:
-            raise RunDirError(f"{self.path}: checkpoint tensors {sorted(set(params) ^ expected)} do not match the model")
-        model.load_state_dict(params)
+        model.load_state_dict(self.params(step))  # params() checked names and shapes
         return model.to(device).eval()
 
     # -- analyses -------------------------------------------------------------------------------

@@ -110,3 +110,53 @@ def test_canonical_sized_report_is_small_and_quick(tmp_path):
     size_mb = path.stat().st_size / 1e6
     assert size_mb < 15, size_mb
     assert seconds < 30, seconds
+
+
+def test_a_stale_analysis_is_flagged_in_the_page_and_on_stderr(tmp_path, capsys):
+    import grokscope
+    from grokscope.cli import main
+
+    cfg = grokscope.get_preset("tiny").replace(**{"train.epochs": 40, "train.progress": False})
+    run = grokscope.train(cfg, tmp_path / "run")
+    grokscope.analyze(run)
+    assert "Stale analysis" not in write_report(run).read_text()
+    # the run trains on (a longer config, resumed): the analysis now describes an earlier state
+    import json
+
+    doc = json.loads((run / "config.json").read_text())
+    doc["config"]["train"]["epochs"] = 80
+    (run / "config.json").write_text(json.dumps(doc))
+    grokscope.train(grokscope.load_run(run).config, run, resume=True)
+    assert main(["report", str(run)]) == 0
+    err = capsys.readouterr().err
+    assert "analysis saw checkpoints up to step 40, but the run has trained on to step 80" in err
+    assert "Stale analysis" in (run / "report.html").read_text()
+    assert main(["report", str(run), "--reanalyze"]) == 0
+    assert "warning" not in capsys.readouterr().err and "Stale analysis" not in (run / "report.html").read_text()
+
+
+def test_a_config_that_disagrees_with_its_checkpoints_names_the_field(tmp_path, capsys):
+    import json
+
+    import grokscope
+    from grokscope.cli import main
+
+    run = grokscope.train(grokscope.get_preset("tiny").replace(**{"train.epochs": 10, "train.progress": False}),
+                          tmp_path / "run")
+    for key, value, field in (("d_mlp", 32, "model.d_mlp"), ("d_model", 16, "model.d_model")):
+        doc = json.loads((run / "config.json").read_text())
+        good = doc["config"]["model"][key]
+        doc["config"]["model"][key] = value
+        (run / "config.json").write_text(json.dumps(doc))
+        for argv in (["analyze", str(run)], ["report", str(run)]):
+            assert main(argv) == 2
+            err = capsys.readouterr().err
+            assert err.count("\n") == 1 and f"{field} disagrees with the checkpoints" in err, err
+        doc["config"]["model"][key] = good
+        (run / "config.json").write_text(json.dumps(doc))
+    doc = json.loads((run / "config.json").read_text())
+    doc["config"]["task"]["p"] = 29
+    (run / "config.json").write_text(json.dumps(doc))
+    assert main(["analyze", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "error" in err and "IndexError" not in err, err

@@ -8,7 +8,7 @@
 is the Fourier analysis of modular arithmetic (Nanda et al. 2023), in `analysis/modular/`.
 """
 
-from grokscope.analysis.core import AnalysisResult, MemoryRun, analyze, choose_analyses, load_analysis, subsample_steps
+from grokscope.analysis.core import AnalysisResult, MemoryRun, analyze, choose_analyses, load_analysis, stale, subsample_steps
 from grokscope.analysis.modular import FourierAnalysis, KeyRule
 from grokscope.analysis.phases import PhaseRule, Phases, detect_phases
 from grokscope.analysis.registry import ANALYSES, AnalysisOutput, register_analysis, unregister_analysis
@@ -17,6 +17,6 @@ register_analysis(FourierAnalysis)
 
 __all__ = [
     "ANALYSES", "AnalysisOutput", "AnalysisResult", "FourierAnalysis", "KeyRule", "MemoryRun", "PhaseRule",
-    "Phases", "analyze", "choose_analyses", "detect_phases", "load_analysis", "register_analysis", "subsample_steps",
+    "Phases", "analyze", "choose_analyses", "detect_phases", "stale", "load_analysis", "register_analysis", "subsample_steps",
     "unregister_analysis",
 ]

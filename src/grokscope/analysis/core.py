@@ -183,6 +183,9 @@ def analyze(
         "format": FORMAT, "final_step": int(steps[-1]), "n_checkpoints": len(steps),
         "grokking_step": phases.grokking_step, "phases": phases.boundaries(), "phase_rule": phase_rule.to_dict(),
         "analyses": list(outputs),
+        # what the analysis saw, so a reader can tell when the run has moved on (grokscope.analysis.stale)
+        "source": {"last_checkpoint": int(run.steps[-1]),
+                   "last_metrics_step": int(run.metrics["step"].iloc[-1]) if len(run.metrics) else None},
     }
     for name, out in outputs.items():
         keys = type(next(a for a in instances if a.name == name)).headline
@@ -231,6 +234,20 @@ def write_result(result: AnalysisResult, out_dir: str | Path) -> Path:
     write_analysis_dir(out, result.summary, {"progress": result.progress})
     log.info("wrote %s", out)
     return out
+
+
+def stale(run: Any, summary: dict | None) -> str | None:
+    """Why a run-level analysis summary no longer describes the run (it has trained on since), or None.
+    Summaries written before `source` existed are compared by their final_step."""
+    if not summary:
+        return None
+    src = summary.get("source") or {"last_checkpoint": summary.get("final_step")}
+    steps = run.steps
+    seen = src.get("last_checkpoint")
+    if steps and seen is not None and steps[-1] > seen:
+        return (f"the analysis saw checkpoints up to step {seen}, but the run has trained on to step {steps[-1]}: "
+                f"re-run `grokscope analyze {run.path}` (or `grokscope report --reanalyze`)")
+    return None
 
 
 def load_analysis(run_path: str | Path, name: str | None = None) -> StoredAnalysis:

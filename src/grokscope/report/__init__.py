@@ -28,13 +28,15 @@ log = logging.getLogger(__name__)
 DEFAULT_COMPARISON = "comparison.html"
 
 
-def write_report(runs: Any, out: str | Path | None = None, png_dir: str | Path | None = None) -> Path:
+def write_report(runs: Any, out: str | Path | None = None, png_dir: str | Path | None = None,
+                 reanalyze: bool = False) -> Path:
     """Write the report and return its path.
 
     runs: one run (path or Run) or a sequence of them. One run -> RUN/report.html; several -> a
     comparison report at `out` (default ./comparison.html); a sweep folder -> its sweep report
     (SWEEP/report.html). png_dir: also write every figure as
-    PNG and the circle-formation animation as GIF (needs matplotlib).
+    PNG and the circle-formation animation as GIF (needs matplotlib). reanalyze: run
+    `grokscope.analyze` on each run first (a report warns when an analysis is older than its run).
     """
     if isinstance(runs, (str, Path)) or not isinstance(runs, Sequence):
         runs = [runs]
@@ -55,6 +57,11 @@ def write_report(runs: Any, out: str | Path | None = None, png_dir: str | Path |
                 export_figures(figs, png_dir, gif=())
             log.info("wrote %s in %.1f s", path, time.perf_counter() - t0)
             return path
+    if reanalyze:
+        from grokscope.analysis import analyze
+
+        for r in runs:
+            analyze(r)
     datas = [load_run_data(r) for r in runs]
     if len(datas) == 1:
         page, figs = run_page(datas[0])
@@ -78,8 +85,9 @@ def write_report(runs: Any, out: str | Path | None = None, png_dir: str | Path |
 class _CallableModule(types.ModuleType):
     """`grokscope.report(paths, ...)` is `write_report(paths, ...)`: the API verb and the package share a name."""
 
-    def __call__(self, runs: Any, out: str | Path | None = None, png_dir: str | Path | None = None) -> Path:
-        return write_report(runs, out=out, png_dir=png_dir)
+    def __call__(self, runs: Any, out: str | Path | None = None, png_dir: str | Path | None = None,
+                 reanalyze: bool = False) -> Path:
+        return write_report(runs, out=out, png_dir=png_dir, reanalyze=reanalyze)
 
 
 sys.modules[__name__].__class__ = _CallableModule

@@ -43,6 +43,7 @@ class RunData:
     analyses: dict[str, StoredAnalysis] = field(default_factory=dict)
     expected: list[str] = field(default_factory=list)
     missing: dict[str, str] = field(default_factory=dict)
+    stale: str | None = None  # why the analysis no longer describes the run (it trained on since), or None
 
     def need(self, source: str) -> Any:
         """metrics, summary or progress, or MissingData with the reason it is absent (for figure functions)."""
@@ -85,10 +86,12 @@ def load_run_data(src: Any) -> RunData:
     """
     if isinstance(src, RunData):
         return src
-    from grokscope.analysis import choose_analyses
+    from grokscope.analysis import choose_analyses, stale
     from grokscope.run import as_run
 
     run = as_run(src)
+    if run.steps:  # a config.json that disagrees with its checkpoints is an error, not a report of the wrong model
+        run.params(run.steps[-1])
     data = RunData(path=Path(run.path), name=str(run.name), config=run.config.to_dict(),
                    expected=[cls.name for cls in choose_analyses(run)])
     try:
@@ -103,4 +106,7 @@ def load_run_data(src: Any) -> RunData:
             data.missing[source] = top.missing[source]
     for name in run.analyses:
         data.analyses[name] = run.analysis(name)
+    data.stale = stale(run, data.summary)
+    if data.stale:
+        log.warning("%s: %s", run.path, data.stale)
     return data

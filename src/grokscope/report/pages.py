@@ -115,7 +115,8 @@ def _add_sections(page: Page, sections: list[Section], arg: Any, figs: dict[str,
 def run_page(data: RunData) -> tuple[Page, dict[str, go.Figure]]:
     """The single-run report page, and its figures by id (for PNG export)."""
     page = Page(f"grokscope report: {data.name}")
-    page.add("Summary", summary_card(data), anchor="summary")
+    stale_note = note(f"Stale analysis: {data.stale}.") if data.stale else ""
+    page.add("Summary", stale_note + summary_card(data), anchor="summary")
     sections = sections_for([*data.expected, *data.analyses])
     figs: dict[str, go.Figure] = {}
     _add_sections(page, sections, data, figs)
