@@ -111,3 +111,39 @@ def test_empty_inputs_raise_missing_data():
         F.embedding_circles(pd.DataFrame(columns=["step", "freq", "token", "cos", "sin"]))
     with pytest.raises(MissingData):
         F.attention_patterns(np.zeros((0, 3, 3)))
+
+
+def test_step_axes_end_at_the_last_step_and_toggle_with_their_labels(planted_run):
+    d = load_run_data(planted_run)
+    last = int(d.metrics["step"].max())
+    fig = G.loss_curves(d)
+    assert fig.layout.xaxis.type == "linear" and list(fig.layout.xaxis.range) == [0, last]
+    menu = fig.layout.updatemenus[0]
+    assert [b.label for b in menu.buttons] == ["linear steps", "log steps"]
+    log_args = menu.buttons[1].args[0]
+    assert log_args["xaxis.type"] == "log" and log_args["xaxis2.type"] == "log"
+    assert log_args["xaxis.range"][1] == pytest.approx(np.log10(last))
+    grok = d.summary["grokking_step"]
+    label = next(i for i, a in enumerate(fig.layout.annotations) if "grokking" in (a.text or ""))
+    assert fig.layout.annotations[label].x == grok  # linear: the step itself ...
+    assert log_args[f"annotations[{label}].x"] == pytest.approx(np.log10(grok))  # ... log: its log10
+
+
+def test_comparisons_mark_each_runs_grokking_step(planted_run, unanalysed_run):
+    fig = G.compare_curves([planted_run, unanalysed_run])
+    marks = [s for s in fig.layout.shapes if s.line.dash == "dash"]
+    # both planted runs grok (at the same step): one line per run in the run's colour, on both panels
+    assert len(marks) == 4 and len({s.line.color for s in marks}) == 2 and {s.xref for s in marks} == {"x", "x2"}
+
+
+def test_headline_table_adds_the_fields_that_differ(planted_run, tmp_path):
+    from planted_runs import plant_run
+
+    other = plant_run(tmp_path / "lr", name="other lr")
+    import json
+
+    doc = json.loads((other / "config.json").read_text())
+    doc["config"]["optim"]["lr"] = 0.01
+    (other / "config.json").write_text(json.dumps(doc))
+    table = G.headline_table([planted_run, other])
+    assert list(table["optim.lr"]) == [0.003, 0.01] and "model.d_model" not in table  # only what differs

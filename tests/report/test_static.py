@@ -28,7 +28,7 @@ def test_png_dir_writes_every_figure_and_the_circle_gif(tmp_path):
 def test_translation_keeps_axes_scales_and_data(planted_run):
     mfig = to_matplotlib(G.loss_curves(planted_run))
     loss_ax = mfig.axes[0]
-    assert loss_ax.get_xscale() == "log" and loss_ax.get_yscale() == "log"
+    assert loss_ax.get_xscale() == "linear" and loss_ax.get_yscale() == "log"  # linear steps by default
     assert len(loss_ax.lines) == 2 + 1  # train, test, grokking line
     mfig = to_matplotlib(F.embedding_circles(planted_run))
     assert len(mfig.axes) == 2  # one plane per key frequency, no empty cells

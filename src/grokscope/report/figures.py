@@ -25,6 +25,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from grokscope.analysis.phases import grokking_step
+from grokscope.config import flatten_dict
 from grokscope.report.data import MissingData, RunData, load_run_data
 
 TRAIN, TEST = "#1f77b4", "#d62728"
@@ -86,9 +88,8 @@ def _shade_phases(fig: go.Figure, phases: dict | None, x_min: float, n_axes: int
             suffix = "" if a == 0 else str(a + 1)
             fig.add_shape(type="rect", xref=f"x{suffix}", yref=f"y{suffix} domain", x0=start, x1=end, y0=0, y1=1,
                           fillcolor=color, line_width=0, layer="below")
-        fig.add_annotation(xref="x", yref="y domain", x=np.log10(np.sqrt(start * end)) if fig.layout.xaxis.type == "log"
-                           else (start + end) / 2, y=0.99, yanchor="top", text=label, showarrow=False,
-                           font=dict(size=10, color="#555"))
+        _step_annotation(fig, (start + end) / 2, np.sqrt(start * end), y=0.99, yanchor="top", text=label,
+                         font=dict(size=10, color="#555"))
         start = end
 
 
@@ -100,8 +101,45 @@ def _vline(fig: go.Figure, x: float | None, n_axes: int, text: str | None = None
         fig.add_shape(type="line", xref=f"x{suffix}", yref=f"y{suffix} domain", x0=x, x1=x, y0=0, y1=1,
                       line=dict(color="#444", width=1, dash="dash"))
     if text:
-        fig.add_annotation(xref="x", yref="y domain", x=np.log10(x) if fig.layout.xaxis.type == "log" else x, y=0.02,
-                           text=text, showarrow=False, xanchor="left", font=dict(size=10, color="#444"))
+        _step_annotation(fig, x, x, y=0.02, text=text, xanchor="left", font=dict(size=10, color="#444"))
+
+
+def _step_annotation(fig: go.Figure, x_linear: float, x_log: float, **kw: Any) -> None:
+    """A label at a step on the first x axis; it remembers where it sits on a linear and on a log
+    axis (annotations on log axes take log10 coordinates), so `_step_axis` can move it."""
+    fig.add_annotation(xref="x", yref="y domain", x=x_linear, showarrow=False,
+                       name=f"{STEP_LABEL}{x_linear}:{np.log10(max(x_log, 1e-12))}", **kw)
+
+
+STEP_LABEL = "step-label:"
+
+
+def _step_axis(fig: go.Figure, n_axes: int, first: float, last: float, default: str = "linear") -> None:
+    """Every x axis a step axis that ends at the run's last step, with a linear / log toggle.
+
+    Linear by default: the late phases of grokking are where the story is, and a log axis
+    squeezes them against the right edge. The toggle moves the step labels with the axis type."""
+    first = max(float(first), 1.0)
+
+    def relayout(kind: str) -> dict:
+        rng = [0, last] if kind == "linear" else [np.log10(first), np.log10(max(last, first * 1.01))]
+        args: dict[str, Any] = {}
+        for a in range(n_axes):
+            key = "xaxis" if a == 0 else f"xaxis{a + 1}"
+            args[f"{key}.type"], args[f"{key}.range"] = kind, rng
+            args[f"{key}.dtick"] = 1 if kind == "log" else None  # log: label the decades only
+        for i, ann in enumerate(fig.layout.annotations):
+            if (ann.name or "").startswith(STEP_LABEL):
+                lin, log = ann.name[len(STEP_LABEL):].split(":")
+                args[f"annotations[{i}].x"] = float(lin if kind == "linear" else log)
+        return args
+
+    fig.update_layout(relayout(default))
+    fig.update_layout(updatemenus=[dict(
+        type="buttons", direction="left", x=1.0, y=1.13, xanchor="right", yanchor="bottom", showactive=True,
+        active=0 if default == "linear" else 1, pad=dict(r=0, t=0), font=dict(size=11),
+        buttons=[dict(label="linear steps", method="relayout", args=[relayout("linear")]),
+                 dict(label="log steps", method="relayout", args=[relayout("log")])])])
 
 
 def _animate(fig: go.Figure, frames: list[go.Frame], steps: list[int]) -> go.Figure:
@@ -146,7 +184,8 @@ def _hide_unused(fig: go.Figure, used: int, rows: int, cols: int) -> None:
 # --- curves --------------------------------------------------------------------------------------
 
 def loss_curves(src: Any, phases: dict | None = None, grokking_step: int | None = None) -> go.Figure:
-    """Train and test loss (log-log) and accuracy (log step), with the phases shaded.
+    """Train and test loss (log loss) and accuracy over steps, with the phases shaded and a marker at
+    the grokking step; the step axis ends at the last logged step and toggles between linear and log.
 
     src: a run or its metrics DataFrame [step, train_loss, test_loss, train_acc, test_acc].
     phases / grokking_step default to the run's analysis summary when src is a run.
@@ -167,12 +206,13 @@ def loss_curves(src: Any, phases: dict | None = None, grokking_step: int | None 
         if f"{name}_acc" in m:
             fig.add_trace(go.Scatter(x=step, y=_f32(m[f"{name}_acc"]), name=f"{name} accuracy", mode="lines",
                                      line=dict(color=color, dash="dot"), legendgroup=name), row=1, col=2)
-    fig.update_xaxes(type="log", title_text="step")
+    fig.update_xaxes(title_text="step")
     fig.update_yaxes(type="log", row=1, col=1)
     fig.update_yaxes(range=[0, 1.02], row=1, col=2)
     _layout(fig, "Loss and accuracy")
     _shade_phases(fig, phases, float(step[0]), n_axes=2)
     _vline(fig, grokking_step, 2, f"grokking (step {grokking_step})" if grokking_step else None)
+    _step_axis(fig, 2, step[0], step[-1])
     return fig
 
 
@@ -182,7 +222,7 @@ def compare_curves(runs: Sequence[Any]) -> go.Figure:
     """Train (dotted) and test (solid) loss and test accuracy of several runs, overlaid."""
     datas = [_data(r) for r in runs]
     fig = make_subplots(rows=1, cols=2, subplot_titles=("loss", "test accuracy"), horizontal_spacing=0.08)
-    shown = 0
+    shown, first, last = 0, float("inf"), 0.0
     for i, d in enumerate(datas):
         if d.metrics is None:
             continue
@@ -197,13 +237,21 @@ def compare_curves(runs: Sequence[Any]) -> go.Figure:
                       row=1, col=1)
         fig.add_trace(go.Scatter(x=step, y=_f32(m["test_acc"]), name=label, legendgroup=str(i), mode="lines",
                                  line=dict(color=color), showlegend=False), row=1, col=2)
+        grok = grokking_step(d.metrics)
+        if grok is not None:  # each run's grokking step, in its colour, on both panels
+            for a in ("", "2"):
+                fig.add_shape(type="line", xref=f"x{a}", yref=f"y{a} domain", x0=grok, x1=grok, y0=0, y1=1,
+                              line=dict(color=color, width=1, dash="dash"))
+        first, last = min(first, float(step[0])), max(last, float(step[-1]))
         shown += 1
     if not shown:
         raise MissingData("none of the runs has metrics")
-    fig.update_xaxes(type="log", title_text="step")
+    fig.update_xaxes(title_text="step")
     fig.update_yaxes(type="log", row=1, col=1)
     fig.update_yaxes(range=[0, 1.02], row=1, col=2)
-    return _layout(fig, "Loss (test solid, train dotted) and test accuracy", height=440)
+    _layout(fig, "Loss (test solid, train dotted) and test accuracy; dashed: each run's grokking step", height=440)
+    _step_axis(fig, 2, first, last)
+    return fig
 
 
 def task_label(task: dict) -> str:
@@ -215,9 +263,14 @@ def task_label(task: dict) -> str:
 
 
 def headline_table(runs: Sequence[Any]) -> pd.DataFrame:
-    """One row per run with the headline numbers (NaN / None where a run has no analysis)."""
+    """One row per run with the headline numbers (NaN / None where a run has no analysis), and a
+    column for every config key whose value differs between the runs (what was swept)."""
+    datas = [_data(r) for r in runs]
+    flats = [flatten_dict(d.config) for d in datas]
+    keys = list(dict.fromkeys(k for f in flats for k in f))
+    varied = [k for k in keys if k != "name" and len({repr(f.get(k)) for f in flats}) > 1]
     rows = []
-    for d in (_data(r) for r in runs):
+    for d, flat in zip(datas, flats):
         s = d.summary or {}
         fin = s.get("final") or {}
         cfg = d.config
@@ -238,5 +291,6 @@ def headline_table(runs: Sequence[Any]) -> pd.DataFrame:
             "excluded_loss_train": fin.get("excluded_loss_train"),
             "frac_neurons_single_frequency": s.get("frac_neurons_single_frequency"),
             "logit_fit_variance_explained": s.get("logit_fit_variance_explained"),
+            **{k: flat.get(k) for k in varied if k not in ("task.frac_train", "optim.weight_decay", "train.seed")},
         })
     return pd.DataFrame(rows)

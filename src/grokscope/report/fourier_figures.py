@@ -94,11 +94,12 @@ def progress_measures(src: Any, phases: dict | None = None, key_frequencies: Seq
         fig.add_trace(go.Scatter(x=step, y=_f32(pr[col]), name=col[len("sq_norm_"):], mode="lines",
                                  line=dict(width=1, color=PALETTE[i % len(PALETTE)]), visible="legendonly"),
                       row=2, col=2)
-    fig.update_xaxes(type="log", title_text="step")
+    fig.update_xaxes(title_text="step")
     fig.update_yaxes(type="log", row=1, col=1)
     fig.update_yaxes(type="log", row=1, col=2)
     _layout(fig, "Progress measures", height=680)
     _shade_phases(fig, phases, float(step[0]), n_axes=4)
+    G._step_axis(fig, 4, step[0], step[-1])
     return fig
 
 
@@ -341,12 +342,14 @@ def compare_progress(runs: Sequence[Any]) -> go.Figure:
     datas = [_data(r) for r in runs]
     fig = make_subplots(rows=1, cols=3, subplot_titles=("excluded loss (train)", "Gini of W_E Fourier norms",
                                                         "squared weight norm"), horizontal_spacing=0.07)
-    shown = 0
+    shown, first, last = 0, float("inf"), 0.0
     for i, d in enumerate(datas):
         if d.progress is None:
             continue
         pr = _positive_steps(d.progress)
         step = pr["step"].to_numpy(np.int64)
+        if len(step):
+            first, last = min(first, float(step[0])), max(last, float(step[-1]))
         for c, col in enumerate(["excluded_loss_train", "gini_W_E", "sq_norm_total"]):
             if col in pr:
                 fig.add_trace(go.Scatter(x=step, y=_f32(pr[col]), name=f"{i + 1}: {html.escape(d.name)}",
@@ -355,8 +358,10 @@ def compare_progress(runs: Sequence[Any]) -> go.Figure:
         shown += 1
     if not shown:
         raise MissingData("none of the runs has been analysed (run `grokscope analyze RUN`)")
-    fig.update_xaxes(type="log", title_text="step")
+    fig.update_xaxes(title_text="step")
     fig.update_yaxes(type="log", row=1, col=1)
-    return _layout(fig, "Progress measures", height=400)
+    _layout(fig, "Progress measures", height=400)
+    G._step_axis(fig, 3, first if last else 1, last or 1)
+    return fig
 
 

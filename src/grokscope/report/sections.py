@@ -22,7 +22,8 @@ class Section:
     intro: str = ""  # how to read it; shown under the title
 
 
-CURVES_INTRO = ("Train and test loss on log-log axes, accuracy on a log step axis. Grokking is the late fall of the "
+CURVES_INTRO = ("Train and test loss (log scale) and accuracy over training steps; the buttons switch the step axis "
+                "between linear (the late phases) and log (the first steps). Grokking is the late fall of the "
                 "test loss long after the training set is memorised.")
 PROGRESS_INTRO = ("Restricted loss keeps only the key frequencies' directions of the logits; excluded loss removes "
                   "them (train set). Circuit formation shows as excluded loss rising while train loss stays low; "
