@@ -67,3 +67,13 @@ def test_bad_seeds_are_one_line(seeds, says, tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("grokscope: error: --seeds: ") and says in err and err.count("\n") == 1
     assert not (tmp_path / "e").exists()
+
+
+def test_an_ensemble_folder_stands_for_its_members(tmp_path, capsys):
+    out = tmp_path / "e"
+    assert main(["train", "--preset", "tiny", "--set", "train.epochs=20", "--seeds", "0-1", "--out", str(out)]) == 0
+    assert main(["analyze", str(out)]) == 0
+    assert (out / "seed0" / "analysis" / "summary.json").is_file() and (out / "seed1" / "analysis" / "summary.json").is_file()
+    assert main(["report", str(out), "--out", str(tmp_path / "cmp.html")]) == 0
+    html = (tmp_path / "cmp.html").read_text()
+    assert "comparison of 2 runs" in html

@@ -202,3 +202,17 @@ def test_on_gradient_replaces_the_update_and_state_reloads(tmp_path):
     again = _CountGrad()
     grokscope.train(tiny(**{"train.epochs": 80, "optim.weight_decay": 0.0}), path, resume=True, callbacks=[again])
     assert int(again.n) == 80  # reloaded from step 80's state; the last step takes no update
+
+
+def test_a_model_too_big_for_memory_is_refused_before_anything_is_written(tmp_path, capsys):
+    from grokscope.cli import main
+    from grokscope.trainer import available_memory, estimate_bytes
+
+    cfg = tiny(**{"model.d_model": 1_000_000})  # under the parameter limit, far above this machine's memory
+    free = available_memory(torch.device("cpu"))
+    assert free is not None and estimate_bytes(cfg, 1) > free
+    assert main(["train", "--preset", "tiny", "--set", "model.d_model=1000000", "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("grokscope: error: model.d_model: training needs at least") and err.count("\n") == 1
+    assert not (tmp_path / "r").exists()
+    assert estimate_bytes(tiny(), 1) < 50 * 2**20  # the tiny run needs well under 50 MiB

@@ -82,10 +82,21 @@ def _print_headline(path: Path, seconds: float) -> None:
 _FLAGS = {"max_checkpoints": "--max-checkpoints", "key_rule.threshold": "--threshold"}
 
 
+def _expand_runs(paths: list[str]) -> list[str]:
+    """A folder that is not a run but holds runs (an ensemble's OUT, a sweep) stands for its runs."""
+    from grokscope.sweeps.index import find_runs
+
+    out: list[str] = []
+    for p in paths:
+        inner = [] if (Path(p) / "config.json").is_file() or not Path(p).is_dir() else find_runs(p)
+        out += [str(r) for r in inner] or [p]
+    return out
+
+
 def cmd_analyze(args: argparse.Namespace) -> int:
     from grokscope.analysis import KeyRule, analyze
 
-    for run in args.runs:
+    for run in _expand_runs(args.runs):
         t0 = time.perf_counter()
         with progress_bar(None, unit="ckpt", desc=str(run)) as bar:
             def progress(done: int, total: int) -> None:
@@ -112,8 +123,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     from grokscope.run import load_run
     from grokscope.sweeps import load_sweep
 
-    out = write_report(args.runs, out=args.out, png_dir=args.png, reanalyze=args.reanalyze)
-    for r in args.runs:  # say it where the user looks, not only in the page
+    runs = args.runs if len(args.runs) == 1 and load_sweep(args.runs[0]) is not None else _expand_runs(args.runs)
+    out = write_report(runs, out=args.out, png_dir=args.png, reanalyze=args.reanalyze)
+    for r in runs:  # say it where the user looks, not only in the page
         if load_sweep(r) is None:
             run = load_run(r)
             why = stale(run, run.analysis().summary)

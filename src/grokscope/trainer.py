@@ -90,6 +90,41 @@ def check_ensemble(cfgs: Sequence[RunConfig]) -> None:
                                   f"members may differ only in {', '.join(MEMBER_KEYS)}")
 
 
+def available_memory(device: torch.device) -> int | None:
+    """Bytes free for this process on `device` (MemAvailable on Linux CPUs, the CUDA allocator's view), or None."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def estimate_bytes(cfg: RunConfig, members: int) -> int:
+    """A lower bound on training memory: four float32 copies of the parameters (weights, gradient,
+    two AdamW moments) and the batch's activations (~ n_ctx x (8 d_model + 3 d_mlp + d_vocab_out)
+    floats per example, the generic engine's forward and backward), per member."""
+    shape = cfg.task.shape()
+    batch = shape.n_train if cfg.train.batch_size is None else min(cfg.train.batch_size, shape.n_train)
+    m = cfg.model
+    per_example = shape.n_ctx * (8 * m.d_model + 3 * getattr(m, "d_mlp", 0) + shape.d_vocab_out) * m.n_layers
+    return members * 4 * (4 * m.n_params(shape) + batch * per_example)
+
+
+def check_memory(cfg: RunConfig, members: int, device: torch.device) -> None:
+    """Refuse, with one line naming the config, a run that cannot fit: better than the kernel's OOM kill."""
+    need, free = estimate_bytes(cfg, members), available_memory(device)
+    if free is not None and need > free:
+        key = cfg.model.size_key() if members == 1 else "ensemble"
+        raise ConfigError(key, f"training needs at least ~{need / 2**30:.1f} GiB ({members} member(s)), but "
+                          f"{free / 2**30:.1f} GiB are free on {device}; reduce model.d_model, model.d_mlp, "
+                          "train.batch_size or the number of seeds")
+
+
 def _check_state(path: Path, tensors: dict, meta: dict, layout: ParamLayout, dtype: torch.dtype) -> None:
     """A state file that passes its sha256 but does not fit this model is as unusable as a damaged one."""
     for key in ("param", "exp_avg", "exp_avg_sq"):
@@ -133,6 +168,7 @@ class Trainer:
         if len(set(keys)) != len(keys):
             raise ValueError(f"callbacks need distinct state_key values (got {keys})")
         self.device = resolve_device(cfg.train.device)
+        check_memory(cfg, len(self.cfgs), self.device)
         self.stores = [RunStore(o) for o in outs]
         self.n_members = len(cfgs)
         # Everything that can fail on bad input is checked before the first byte is written.
