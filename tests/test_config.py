@@ -96,3 +96,10 @@ def test_quick_preset_groks(tmp_path):
     m = grokscope.load_run(grokscope.train(get_preset("quick").replace(**{"train.progress": False}), tmp_path / "q")).metrics
     assert m.train_acc[m.step == 100].item() == 1.0  # memorised early ...
     assert m.test_acc[m.step == 100].item() < 0.5 and m.test_acc.iloc[-1] >= 0.99  # ... generalised late
+
+
+def test_the_example_config_file_is_the_quick_preset():
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "quick.yaml"
+    assert make_config(path).replace(name=None) == get_preset("quick")

@@ -133,7 +133,8 @@ def test_kill_midway_then_rerun_finishes_without_redoing_finished_trials(tmp_pat
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     out = tmp_path / "s"
     cmd = [sys.executable, "-m", "grokscope.cli", "sweep", str(path), "--out", str(out), "--workers", "1"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # the reference below runs in a fresh process with the same
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     cfgs = {t.id: t.config for t in load_spec(spec).trials}
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
@@ -145,11 +146,11 @@ def test_kill_midway_then_rerun_finishes_without_redoing_finished_trials(tmp_pat
     status = {t: trial_status(out / t, c) for t, c in cfgs.items()}
     assert status["t0000"] == "done" and status["t0003"] == "new"  # really cut short
     before = _mtimes(out / "t0000")
-    assert subprocess.run(cmd, capture_output=True).returncode == 0
+    assert subprocess.run(cmd, capture_output=True, env=env).returncode == 0
     assert all(trial_status(out / t, c) == "done" for t, c in cfgs.items())
     assert _mtimes(out / "t0000") == before  # the finished trial was not redone
     ref = tmp_path / "ref"
-    run_sweep(spec, ref, workers=1, progress=False)
+    subprocess.run([*cmd[:-4], "--out", str(ref), "--workers", "1"], check=True, capture_output=True, env=env)
     for t in cfgs:  # resumed trials equal uninterrupted ones
         a, b = pd.read_parquet(out / t / "metrics.parquet"), pd.read_parquet(ref / t / "metrics.parquet")
         pd.testing.assert_frame_equal(a, b)
