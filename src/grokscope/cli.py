@@ -32,7 +32,7 @@ def _config_from_args(args: argparse.Namespace) -> RunConfig:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from grokscope.trainer import MAX_ENSEMBLE, default_out, train, train_ensemble
+    from grokscope.trainer import check_ensemble_size, default_out, train, train_ensemble
 
     if args.resume:
         run = Path(args.resume)
@@ -51,9 +51,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = _config_from_args(args)
     if args.seeds is not None:
         seeds = parse_seeds(args.seeds, "--seeds")
-        if len(seeds) > MAX_ENSEMBLE:
-            raise ConfigError("--seeds", f"at most {MAX_ENSEMBLE} seeds in one process (got {len(seeds)}); "
-                              "train more as a sweep (grokscope sweep)")
+        check_ensemble_size(len(seeds), "--seeds", "seeds", "grokscope sweep")  # before building one config per seed
         base = Path(args.out) if args.out else default_out(cfg)
         cfgs = [cfg.replace(**{"train.seed": s}) for s in seeds]
         paths = train_ensemble(cfgs, [base / f"seed{s}" for s in seeds])

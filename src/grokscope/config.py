@@ -249,10 +249,15 @@ class RunConfig:
         if n_params > MAX_PARAMS:
             raise ConfigError(self.model.size_key(), f"the model would have ~{n_params:.3g} parameters (max {MAX_PARAMS:.3g}); "
                               "reduce model.d_model, model.d_mlp, model.n_heads, model.d_head or model.n_layers")
-        steps = self.train.epochs * (1 if self.train.batch_size is None else -(-shape.n_train // self.train.batch_size))
+        steps = self.total_steps()
         for key, every, limit in (("train.eval_every", self.train.eval_every, 10**7), ("train.checkpoint_every", self.train.checkpoint_every, 10**6)):
             if steps // every > limit:
                 raise ConfigError(key, f"would give {steps // every} {key[6:-6]}s over {steps} steps (max {limit}); raise it or lower train.epochs")
+
+    def total_steps(self) -> int:
+        """Optimizer updates over the whole run: epochs x ceil(n_train / batch_size) (1 per epoch full batch)."""
+        bs, n = self.train.batch_size, self.task.shape().n_train
+        return self.train.epochs * (1 if bs is None or bs >= n else -(-n // bs))
 
     # -- conversion --------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

@@ -45,6 +45,11 @@ class _MaskedCE(torch.autograd.Function):
         return grad.to(ctx.out_dtype), None, None, None
 
 
+def loss_dtype(name: str) -> torch.dtype:
+    """train.loss_dtype ("float64" | "float32") as a torch dtype."""
+    return torch.float64 if name == "float64" else torch.float32
+
+
 def masked_cross_entropy(logits: Tensor, labels: Tensor, mask: Tensor, dtype: torch.dtype = torch.float64) -> Tensor:
     """logits [member batch vocab], labels [member batch] (int64), mask [member batch] (bool) -> [member].
 

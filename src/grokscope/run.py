@@ -12,6 +12,7 @@ slices and mode connectivity (points as members), SGLD chains (chains as members
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -24,6 +25,7 @@ from torch import Tensor, nn
 from grokscope.config import ConfigError, RunConfig
 from grokscope.engine.generic import GenericEngine
 from grokscope.io import RunDirError
+from grokscope.loss import loss_dtype
 from grokscope.models import make_model
 from grokscope.runstore import RunStore, StoredAnalysis
 from grokscope.tasks import Split, Task, task_class
@@ -67,27 +69,28 @@ class Run:
         self._check_shapes(params, step)
         return params
 
+    @functools.cached_property
+    def _shapes(self) -> dict[str, tuple]:
+        """Parameter shapes of the model config.json describes."""
+        return _shapes_of(self.model())
+
     def _check_shapes(self, params: dict[str, Tensor], step: int) -> None:
         """A checkpoint must fit the model config.json describes: else one error naming the config field,
         never a silent analysis of the wrong model or an IndexError deep inside one."""
-        if not hasattr(self, "_shapes"):
-            self._shapes = {k: tuple(v.shape) for k, v in self.model().state_dict().items()}
         if set(params) != set(self._shapes):
             raise RunDirError(f"{self.store.checkpoint_path(step)}: tensors {sorted(set(params) ^ set(self._shapes))} "
                               f"do not match the model in {self.store.config_path}")
-        self._got_shapes = {k: tuple(v.shape) for k, v in params.items()}
+        got_shapes = _shapes_of(params)
         for name, want in self._shapes.items():
-            got = self._got_shapes[name]
+            got = got_shapes[name]
             if got != want:
-                field = self._field_of(want, got)
+                field = self._field_of(want, got, got_shapes)
                 raise RunDirError(f"{self.store.config_path}: {field} disagrees with the checkpoints ({name} is "
                                   f"{list(got)} in {self.store.checkpoint_path(step).name}; the config needs {list(want)})")
 
-    def _field_of(self, want: tuple, got: tuple) -> str:
+    def _field_of(self, want: tuple, got: tuple, got_shapes: dict[str, tuple]) -> str:
         """The config field that explains the mismatch: the one which, set to the checkpoint's size,
         gives a model of the checkpoint's shapes (else the first whose value is the expected size)."""
-        from grokscope.config import ConfigError
-
         mismatched = [(w, g) for w, g in zip(want, got) if w != g] or [(want[0], got[0] if got else None)]
         w, g = mismatched[0]
         candidates = [f"model.{k}" for k in ("d_model", "d_mlp", "n_heads", "d_head") if getattr(self.config.model, k, None) == w]
@@ -100,7 +103,7 @@ class Run:
                 task = task_class(cfg.task).from_config(cfg.task)
             except (ConfigError, ValueError):
                 continue
-            if {k: tuple(v.shape) for k, v in make_model(cfg, task).state_dict().items()} == getattr(self, "_got_shapes", None):
+            if _shapes_of(make_model(cfg, task)) == got_shapes:
                 return field
         return candidates[0] if candidates else "the model config"
 
@@ -136,7 +139,7 @@ class Run:
         model = self.model().to(device)
         engine = GenericEngine(self.config.model, self.task, model)
         batch = self.task.batch(split).to(device)
-        loss_dtype = torch.float64 if self.config.train.loss_dtype == "float64" else torch.float32
+        dtype_loss = loss_dtype(self.config.train.loss_dtype)
         targets = batch.targets[batch.mask].reshape(-1)
 
         def loss(params: dict[str, Tensor]) -> Tensor:
@@ -144,7 +147,7 @@ class Run:
                 params = {k: v.to(dtype) for k, v in params.items()}
             m = next(iter(params.values())).shape[0]
             logits = engine.logits(params, batch.inputs.expand(m, -1, -1))[:, batch.mask]  # [m n n_target V]
-            flat = logits.reshape(m, -1, logits.shape[-1]).to(loss_dtype)
+            flat = logits.reshape(m, -1, logits.shape[-1]).to(dtype_loss)
             return F.cross_entropy(flat.transpose(1, 2), targets.expand(m, -1), reduction="none").mean(-1)
 
         return loss
@@ -154,6 +157,11 @@ class Run:
         steps = [self.steps[-1] if steps is None else steps] if not isinstance(steps, list) else steps
         loaded = [self.params(s) for s in steps]
         return {k: torch.stack([p[k] for p in loaded]) for k in loaded[0]}
+
+
+def _shapes_of(params: nn.Module | dict[str, Tensor]) -> dict[str, tuple]:
+    tensors = params.state_dict() if isinstance(params, nn.Module) else params
+    return {k: tuple(v.shape) for k, v in tensors.items()}
 
 
 def hvp(f: Callable[[dict[str, Tensor]], Tensor], params: dict[str, Tensor], v: dict[str, Tensor]) -> dict[str, Tensor]:

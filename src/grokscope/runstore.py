@@ -27,6 +27,7 @@ from typing import Callable, Sequence
 import pandas as pd
 import torch
 from safetensors.torch import load as st_load
+from safetensors.torch import load_file
 from safetensors.torch import save as st_save
 
 from grokscope.config import ConfigError, RunConfig
@@ -263,12 +264,7 @@ class RunStore:
             raise CorruptFileError(f"{self.metrics_path} lacks columns {missing}")
         return df
 
-
     # -- analyses -------------------------------------------------------------------------------
-    def analysis_path(self, name: str | None = None) -> Path:
-        """RUN/analysis/ (name None: the run-level summary and progress) or RUN/analysis/<name>/."""
-        return self.analysis_dir if name is None else self.analysis_dir / name
-
     def analysis_names(self) -> list[str]:
         """The analyses written into this run: folders with a summary.json (a v1 layout reads as 'fourier')."""
         d = self.analysis_dir
@@ -276,10 +272,6 @@ class RunStore:
             return []
         names = sorted(p.name for p in d.iterdir() if p.is_dir() and (p / "summary.json").is_file())
         return names or (["fourier"] if _is_v1(d) else [])
-
-    def write_analysis(self, name: str | None, summary: dict, tables: dict[str, pd.DataFrame],
-                       tensors: dict[str, torch.Tensor] | None = None, meta: dict[str, str] | None = None) -> Path:
-        return write_analysis_dir(self.analysis_path(name), summary, tables, tensors, meta)
 
     def read_analysis(self, name: str | None = None) -> "StoredAnalysis":
         return read_analysis_dir(self.analysis_dir, name, self.path)
@@ -342,11 +334,6 @@ class StoredAnalysis:
     tensors: dict[str, torch.Tensor] = field(default_factory=dict)
     missing: dict[str, str] = field(default_factory=dict)  # file -> why it is absent
 
-    def table(self, name: str) -> pd.DataFrame:
-        if name not in self.tables:
-            raise RunDirError(self.missing.get(name) or f"{self.path / (name + '.parquet')} is missing")
-        return self.tables[name]
-
 
 def _is_v1(analysis_dir: Path) -> bool:
     try:
@@ -356,8 +343,6 @@ def _is_v1(analysis_dir: Path) -> bool:
 
 
 def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
-
     return load_file(str(path))
 
 

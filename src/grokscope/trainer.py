@@ -35,7 +35,7 @@ from grokscope.cpu import flush_denormals, keep_freed_memory
 from grokscope.engine import select_engine
 from grokscope.interventions import build_interventions
 from grokscope.io import progress_bar
-from grokscope.loss import masked_cross_entropy
+from grokscope.loss import loss_dtype, masked_cross_entropy
 from grokscope.models import make_model
 from grokscope.optim import FlatAdamW, ParamLayout, lr_at
 from grokscope.runstore import CorruptFileError, RunStore, latest_state, open_for_training, release_all, write_headers
@@ -78,14 +78,23 @@ def default_out(cfg: RunConfig) -> Path:
     return Path("runs") / f"{label}-seed{cfg.train.seed}-{stamp}"
 
 
+def shared_config(cfg: RunConfig) -> dict:
+    """What ensemble members must share: the flattened config without MEMBER_KEYS."""
+    return {k: v for k, v in flatten_dict(cfg.to_dict()).items() if k not in MEMBER_KEYS}
+
+
+def check_ensemble_size(n: int, key: str = "ensemble", what: str = "members", instead: str = "grokscope.sweep") -> None:
+    """At most MAX_ENSEMBLE members per process; the CLI names its flag (`--seeds`) and verb."""
+    if n > MAX_ENSEMBLE:
+        raise ConfigError(key, f"at most {MAX_ENSEMBLE} {what} in one process (got {n}); train more as a sweep ({instead})")
+
+
 def check_ensemble(cfgs: Sequence[RunConfig]) -> None:
-    if len(cfgs) > MAX_ENSEMBLE:
-        raise ConfigError("ensemble", f"at most {MAX_ENSEMBLE} members in one process (got {len(cfgs)}); "
-                          "train more as a sweep (grokscope.sweep)")
-    first = flatten_dict(cfgs[0].to_dict())
+    check_ensemble_size(len(cfgs))
+    first = shared_config(cfgs[0])
     for i, cfg in enumerate(cfgs[1:], start=1):
-        for key, value in flatten_dict(cfg.to_dict()).items():
-            if key not in MEMBER_KEYS and value != first.get(key):
+        for key, value in shared_config(cfg).items():
+            if value != first.get(key):
                 raise ConfigError(key, f"ensemble members must share it (member 0: {first.get(key)!r}, member {i}: {value!r}); "
                                   f"members may differ only in {', '.join(MEMBER_KEYS)}")
 
@@ -188,7 +197,7 @@ class Trainer:
             # float64 so the logged lr is the configured number; cast to the parameters' dtype for the update
             self.lr = torch.tensor([c.optim.lr for c in self.cfgs], device=self.device, dtype=torch.float64)[:, None]
             self.wd = torch.tensor([c.optim.weight_decay for c in self.cfgs], device=self.device, dtype=self.flat.dtype)[:, None]
-            self.loss_dtype = torch.float64 if cfg.train.loss_dtype == "float64" else torch.float32
+            self.loss_dtype = loss_dtype(cfg.train.loss_dtype)
             self._data()
             self.rows: list[list[dict]] = [[] for _ in self.cfgs]
             self.start_step = 0

@@ -155,7 +155,8 @@ def analyze(
         raise ConfigError(unknown[0], f"no analysis takes this option (options: {', '.join(sorted(accepted - {'self', 'run', 'steps'}))})")
     t0 = time.perf_counter()
     run = as_run(run_or_path)
-    steps = subsample_steps(run.steps, max_checkpoints)
+    all_steps, metrics = run.steps, run.metrics  # each a directory listing / a parquet read: once
+    steps = subsample_steps(all_steps, max_checkpoints)
     if not steps:
         raise RunDirError(f"{getattr(run, 'path', None) or 'the run'} has no checkpoints to analyse")
     keep_freed_memory()  # the grid forward allocates ~26 MB blocks per checkpoint; reuse them (grokscope.cpu)
@@ -177,18 +178,18 @@ def analyze(
     for name, out in outputs.items():  # a column name already taken gets the analysis's name as suffix
         progress_table = progress_table.merge(out.progress, on="step", how="left", suffixes=("", f".{name}"))
     # phases and grokking from the logged metrics (denser than the checkpoints); else from progress
-    metrics = run.metrics if run.metrics is not None and len(run.metrics) else progress_table
-    phases = detect_phases(metrics, phase_rule)
+    logged = metrics is not None and len(metrics) > 0
+    phases = detect_phases(metrics if logged else progress_table, phase_rule)
     summary: dict[str, Any] = {
         "format": FORMAT, "final_step": int(steps[-1]), "n_checkpoints": len(steps),
         "grokking_step": phases.grokking_step, "phases": phases.boundaries(), "phase_rule": phase_rule.to_dict(),
         "analyses": list(outputs),
         # what the analysis saw, so a reader can tell when the run has moved on (grokscope.analysis.stale)
-        "source": {"last_checkpoint": int(run.steps[-1]),
-                   "last_metrics_step": int(run.metrics["step"].iloc[-1]) if len(run.metrics) else None},
+        "source": {"last_checkpoint": int(all_steps[-1]),
+                   "last_metrics_step": int(metrics["step"].iloc[-1]) if logged else None},
     }
-    for name, out in outputs.items():
-        keys = type(next(a for a in instances if a.name == name)).headline
+    for analysis, (name, out) in zip(instances, outputs.items()):
+        keys = analysis.headline
         for k, v in out.summary.items():
             if k == "format" or (keys is not None and k not in keys):
                 continue

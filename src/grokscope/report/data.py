@@ -106,7 +106,5 @@ def load_run_data(src: Any) -> RunData:
             data.missing[source] = top.missing[source]
     for name in run.analyses:
         data.analyses[name] = run.analysis(name)
-    data.stale = stale(run, data.summary)
-    if data.stale:
-        log.warning("%s: %s", run.path, data.stale)
+    data.stale = stale(run, data.summary)  # shown in the page; the CLI also prints it on stderr
     return data

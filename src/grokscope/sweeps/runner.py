@@ -23,21 +23,16 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from grokscope.config import ConfigError, RunConfig, flatten_dict
+from grokscope.config import ConfigError, RunConfig
 from grokscope.io import RunDirError, atomic_write_json, atomic_write_text, progress_bar, read_json
 from grokscope.runstore import RunStore
 from grokscope.sweeps.spec import SweepSpec, Trial, load_spec
-from grokscope.trainer import MEMBER_KEYS
+from grokscope.trainer import shared_config
 
 log = logging.getLogger(__name__)
 
 FORMAT = "grokscope.sweep.v1"
 BACKENDS = ("local", "ray")
-
-
-def total_steps(cfg: RunConfig) -> int:
-    bs, n = cfg.train.batch_size, cfg.task.shape().n_train
-    return cfg.train.epochs * (1 if bs is None or bs >= n else -(-n // bs))
 
 
 def trial_status(path: Path, cfg: RunConfig) -> str:
@@ -51,7 +46,7 @@ def trial_status(path: Path, cfg: RunConfig) -> str:
         metrics = store.load_metrics()
     except RunDirError:
         return "partial"
-    last = total_steps(cfg)
+    last = cfg.total_steps()
     done = bool(steps) and steps[-1] == last and len(metrics) and int(metrics["step"].iloc[-1]) == last
     return "done" if done else "partial"
 
@@ -69,9 +64,8 @@ class Job:
 
 
 def _shared_key(cfg: RunConfig) -> str:
-    """What ensemble members must share: the config without the member keys."""
-    flat = flatten_dict(cfg.to_dict())
-    return repr(sorted((k, repr(v)) for k, v in flat.items() if k not in MEMBER_KEYS))
+    """Trials with equal keys may train as one ensemble (trainer.shared_config)."""
+    return repr(sorted((k, repr(v)) for k, v in shared_config(cfg).items()))
 
 
 def plan(spec: SweepSpec, out: Path, group: int, threads: int | None) -> tuple[list[Job], dict[str, str]]:
