@@ -83,6 +83,9 @@ class ModularConfig:
     def label(self) -> str:  # names default run directories: runs/add113-seed0-<time>
         return f"{self.op}{self.p}"
 
+    def title(self) -> str:  # what reports call the task
+        return f"{self.op} mod {self.p}"
+
     def shape(self) -> TaskShape:
         n_pairs = self.p * (self.p - 1) if self.op == "div" else self.p**2
         return TaskShape(self.p + 1, self.p, 3, max(1, round(self.frac_train * n_pairs)))

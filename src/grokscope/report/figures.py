@@ -26,7 +26,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from grokscope.analysis.phases import grokking_step
-from grokscope.config import flatten_dict
+from grokscope.config import ConfigError, RunConfig, flatten_dict
 from grokscope.report.data import MissingData, RunData, load_run_data
 
 TRAIN, TEST = "#1f77b4", "#d62728"
@@ -255,9 +255,13 @@ def compare_curves(runs: Sequence[Any]) -> go.Figure:
 
 
 def task_label(task: dict) -> str:
-    """"add mod 113" for modular arithmetic, else the task's name and keys."""
-    if task.get("name", "modular") == "modular":
-        return f"{task.get('op')} mod {task.get('p')}"
+    """The task family's own title (its config's optional `title()`, e.g. "add mod 113"), else its name and keys."""
+    try:
+        section = RunConfig.from_dict({"task": task}).task
+    except ConfigError:  # a family not registered in this process
+        section = None
+    if hasattr(section, "title"):
+        return section.title()
     keys = ", ".join(f"{k} {v}" for k, v in task.items() if k != "name")
     return f"{task.get('name')} ({keys})" if keys else str(task.get("name"))
 
