@@ -408,9 +408,9 @@ def test_real_full_tmpfs_then_resume_after_space_is_freed(tmp_path, ref_run, cap
 def test_unwritable_output_gives_one_line_and_exit_1(tmp_path, capsys):
     afile = tmp_path / "a_file"
     afile.write_text("x")
-    assert main(train_args(afile / "run")) == 1
+    assert main(train_args(afile / "run")) == 2  # a path under a file is the user's to fix: bad input
     line = one_line(capsys.readouterr().err)
-    assert str(afile / "run") in line and "Not a directory" in line
+    assert str(afile / "run") in line and f"{afile} is a file, not a folder" in line
     if os.geteuid() == 0:
         ctx = _tmpfs(tmp_path / "ro", "ro,size=1m")
     else:
@@ -673,3 +673,21 @@ def test_resume_with_a_damaged_config_json_names_the_file(tmp_path, ref_run, cap
     assert main(["train", "--resume", str(run)]) == 2
     line = one_line(capsys.readouterr().err)
     assert str(run / "config.json") in line and "optim.lr" in line
+
+
+def test_progress_bar_shows_on_a_terminal_and_in_jupyter_only(monkeypatch):
+    """Pipes and CI get no bar; a Jupyter kernel (stderr is no tty there) gets tqdm.auto's."""
+    import types
+
+    from grokscope.io import progress_bar
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False, raising=False)
+    assert progress_bar(10).disable
+    assert progress_bar(10, enabled=False).disable
+    fake = types.ModuleType("IPython")
+    fake.get_ipython = lambda: types.SimpleNamespace(kernel=object())
+    monkeypatch.setitem(sys.modules, "IPython", fake)
+    assert not progress_bar(10).disable
+    assert progress_bar(10, enabled=False).disable
+    fake.get_ipython = lambda: types.SimpleNamespace()  # IPython in a terminal, no kernel: as a plain terminal
+    assert progress_bar(10).disable

@@ -101,7 +101,7 @@ def test_minibatch_and_float32_loss_train(tmp_path):
 
 
 def test_existing_run_directory_is_refused(tiny_run):
-    with pytest.raises(RunDirError, match="already holds files"):
+    with pytest.raises(RunDirError, match="already holds a finished run .* --overwrite"):
         grokscope.train(tiny(), tiny_run)
 
 

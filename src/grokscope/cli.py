@@ -32,12 +32,13 @@ def _config_from_args(args: argparse.Namespace) -> RunConfig:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from grokscope.trainer import check_ensemble_size, default_out, train, train_ensemble
+    from grokscope.trainer import check_ensemble_size, default_out, plan, train, train_ensemble
 
     if args.resume:
         run = Path(args.resume)
-        if args.config or args.preset or args.set or args.seeds is not None:
-            raise UsageError("--resume RUN continues a run with its stored config; drop CONFIG, --preset, --set and --seeds")
+        if args.config or args.preset or args.set or args.seeds is not None or args.out or args.overwrite:
+            raise UsageError("--resume RUN continues a run with its stored config; drop CONFIG, --preset, --set, --seeds, "
+                             "--out and --overwrite")
         from grokscope.runstore import RunStore
 
         raw, _ = RunStore(run).read_config()
@@ -45,6 +46,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             cfg = RunConfig.from_dict(raw)
         except ConfigError as err:  # a damaged or hand-edited config.json: name the file
             raise RunDirError(f"{RunStore(run).config_path}: {err}") from None
+        if args.dry_run:
+            return _print_plan(plan([cfg], [run], resume=True))
         path = train(cfg, run, resume=True)
         print(f"resumed and finished: {path}")
         return 0
@@ -54,12 +57,30 @@ def cmd_train(args: argparse.Namespace) -> int:
         check_ensemble_size(len(seeds), "--seeds", "seeds", "grokscope sweep")  # before building one config per seed
         base = Path(args.out) if args.out else default_out(cfg)
         cfgs = [cfg.replace(**{"train.seed": s}) for s in seeds]
-        paths = train_ensemble(cfgs, [base / f"seed{s}" for s in seeds])
+        outs = [base / f"seed{s}" for s in seeds]
+        if args.dry_run:
+            return _print_plan(plan(cfgs, outs, overwrite=args.overwrite))
+        paths = train_ensemble(cfgs, outs, overwrite=args.overwrite)
         print(f"trained {len(paths)} runs under {base}")
         return 0
+    out = Path(args.out) if args.out else default_out(cfg)
+    if args.dry_run:
+        return _print_plan(plan([cfg], [out], overwrite=args.overwrite))
     t0 = time.perf_counter()
-    path = train(cfg, args.out)
+    path = train(cfg, out, overwrite=args.overwrite)
     _print_headline(path, time.perf_counter() - t0)
+    return 0
+
+
+def _print_plan(p: dict) -> int:
+    runs = p["runs"]
+    free = "unknown" if p["free_bytes"] is None else f"{p['free_bytes'] / 2**30:.1f} GiB"
+    print(f"dry run, nothing written: would train {runs[0]}" + (f" and {len(runs) - 1} more" if len(runs) > 1 else ""))
+    print(f"config: {p['config']}")
+    print(f"task: {p['task']}, {p['n_train']} train / {p['n_test']} test examples; "
+          f"model: {p['n_params']:,} parameters; engine {p['engine']} on {p['device']}")
+    print(f"{p['steps']} steps, {p['checkpoints']} checkpoints per run; "
+          f"memory: ~{p['memory_bytes'] / 2**30:.2f} GiB needed, {free} free")
     return 0
 
 
@@ -140,10 +161,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     overrides = parse_set(args.set or [])
     cfg = demo_config(overrides)  # bad --set values fail here, before anything is written
     out = Path(args.out) if args.out else Path("runs") / f"demo-{time.strftime('%Y%m%d-%H%M%S')}"
+    if args.dry_run:
+        from grokscope.trainer import plan
+
+        return _print_plan(plan([cfg], [out], overwrite=args.overwrite))
     print(f"training the canonical run (x + y mod 113, {cfg.train.epochs} epochs), then analysing and reporting it, "
           f"into {out} ...", flush=True)
     t0 = time.perf_counter()
-    demo(out, overrides)
+    demo(out, overrides, overwrite=args.overwrite)
     _print_headline(out, time.perf_counter() - t0)
     summary = load_analysis(out).summary or {}
     print(f"key frequencies: {summary.get('key_frequencies')}; phases: {summary.get('phases')}")
@@ -158,6 +183,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     spec = load_spec(args.spec)  # every trial's config is checked before anything runs
     out = Path(args.out) if args.out else Path("runs") / f"sweep-{Path(args.spec).stem}"
+    if args.dry_run:
+        print(f"dry run, nothing written: sweep {spec.name}: {len(spec.trials)} trials into {out}, "
+              f"up to {max(t.config.total_steps() for t in spec.trials)} steps each; base config {spec.base!r}")
+        for t in spec.trials:
+            print(f"  {t.id}: " + ", ".join(f"{k}={v!r}" for k, v in t.overrides.items()))
+        return 0
     print(f"sweep {spec.name}: {len(spec.trials)} trials into {out} ({args.backend} backend)", flush=True)
     t0 = time.perf_counter()
     result = run_sweep(spec, out, backend=args.backend, workers=args.workers, threads=args.threads, group=args.group,
@@ -174,14 +205,9 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
     from grokscope.sweeps import query_runs
 
-    df = query_runs(args.dir, args.where)
-    if args.columns:
-        cols = [c.strip() for c in args.columns.split(",")]
-        unknown = [c for c in cols if c not in df.columns]
-        if unknown:
-            raise ConfigError("--columns", f"unknown column {unknown[0]!r} (e.g. path, name, optim.lr, grokking_step)")
-        df = df[cols]
-    elif len(df):
+    cols = [c.strip() for c in args.columns.split(",")] if args.columns else None
+    df = query_runs(args.dir, args.where, cols)
+    if not cols and len(df):
         swept = [c for c in df.columns if "." in c and df[c].astype(str).nunique() > 1]
         df = df[["path", *swept, "last_step", "grokking_step", "final_test_acc"]]
     with pd.option_context("display.max_rows", None, "display.width", 200, "display.max_columns", None):
@@ -201,6 +227,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="run directory (default runs/<op><p>-seed<seed>-<time>)")
     p.add_argument("--resume", metavar="RUN", help="continue the run in RUN from its last saved state")
     p.add_argument("--seeds", help="train an ensemble over train.seed, e.g. 0-63; members go to OUT/seed<N>")
+    p.add_argument("--overwrite", action="store_true", help="replace the run already in --out (its run files are deleted)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="check the config, memory and output folder, say what would be trained, and write nothing")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("analyze", help="write RUN/analysis/")
@@ -225,6 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, help="local processes (default: cores / threads)")
     p.add_argument("--threads", type=int, help="torch threads per trial (default 1 on CPU)")
     p.add_argument("--group", type=int, help="most trials trained as one stacked ensemble (default 1 on CPU, 64 on CUDA)")
+    p.add_argument("--dry-run", action="store_true", help="check the spec and list its trials; write nothing")
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("runs", help="the run index of a folder of runs (a sweep, an ensemble), filtered")
@@ -236,6 +266,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="the canonical run: train, analyse, report")
     p.add_argument("--out", help="run directory (default runs/demo-<time>)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key")
+    p.add_argument("--overwrite", action="store_true", help="replace the run already in --out")
+    p.add_argument("--dry-run", action="store_true", help="check and say what would be trained; write nothing")
     p.set_defaults(func=cmd_demo)
     return parser
 

@@ -22,6 +22,18 @@ class WriteError(RunDirError):
     """Writing failed (disk full, permissions); the file keeps its previous content."""
 
 
+def check_folder(path: str | Path) -> Path:
+    """Refuse, before anything is written, a folder to be (or to hold a file) that cannot be one:
+    it or a folder above it is an existing file (mkdir would fail half-way, with an OS message)."""
+    p = Path(path)
+    for q in (p, *p.parents):
+        if q.exists():
+            if not q.is_dir():
+                raise RunDirError(f"cannot write into {p}: {q} is a file, not a folder")
+            break
+    return p
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write to a temp file in the same folder, fsync, then rename over `path`."""
     path = Path(path)
@@ -82,9 +94,17 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"not JSON-serialisable: {type(obj).__name__}")
 
 
+def in_jupyter() -> bool:
+    """Inside a Jupyter kernel: its stderr is no terminal, yet it shows tqdm.auto's bar."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None and hasattr(ipython, "get_ipython") else None
+    return getattr(shell, "kernel", None) is not None
+
+
 def progress_bar(total: int | None, initial: int = 0, unit: str = "step", enabled: bool = True, desc: str | None = None):
-    """A tqdm bar on stderr, silent unless `enabled` and stderr is a terminal (logs and CI stay clean)."""
+    """A tqdm bar (a widget in Jupyter), silent unless `enabled` and stderr is a terminal or this is a
+    Jupyter kernel: logs, pipes and CI stay clean."""
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, initial=initial, disable=not (enabled and sys.stderr.isatty()), unit=unit, desc=desc,
-                dynamic_ncols=True, mininterval=0.5)
+    shown = enabled and (sys.stderr.isatty() or in_jupyter())
+    return tqdm(total=total, initial=initial, disable=not shown, unit=unit, desc=desc, dynamic_ncols=True, mininterval=0.5)

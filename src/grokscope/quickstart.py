@@ -25,12 +25,13 @@ def demo_config(overrides: dict[str, Any] | None = None):
     return cfg.replace(**overrides) if overrides else cfg
 
 
-def demo(out: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Path:
+def demo(out: str | Path | None = None, overrides: dict[str, Any] | None = None, overwrite: bool = False) -> Path:
     """Train `nanda2023` for DEMO_EPOCHS epochs into `out` (default runs/demo-<time>), analyse it and
-    write its report; returns the run directory (RUN/analysis/ and RUN/report.html are in it)."""
+    write its report; returns the run directory (RUN/analysis/ and RUN/report.html are in it).
+    `overwrite` replaces a run already in `out`."""
     cfg = demo_config(overrides)
     out = Path(out) if out is not None else Path("runs") / f"demo-{time.strftime('%Y%m%d-%H%M%S')}"
-    train(cfg, out)
+    train(cfg, out, overwrite=overwrite)
     analyze(out)
     write_report([out])
     log.info("demo written to %s", out)

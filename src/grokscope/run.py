@@ -188,5 +188,9 @@ def load_run(path: str | Path) -> Run:
 
 
 def as_run(run_or_path: Any) -> Any:
-    """A Run from a path; any other object (a Run, an in-memory run) is returned as it is."""
-    return load_run(run_or_path) if isinstance(run_or_path, (str, Path)) else run_or_path
+    """A Run from a path; a Run or an in-memory run (anything with config, task, steps, params) as it is."""
+    if isinstance(run_or_path, (str, Path)):
+        return load_run(run_or_path)
+    if not all(hasattr(run_or_path, a) for a in ("config", "task", "steps", "params")):
+        raise ConfigError("run", f"must be a run directory path, a Run or a MemoryRun (got {type(run_or_path).__name__})")
+    return run_or_path

@@ -19,6 +19,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +32,7 @@ from safetensors.torch import load_file
 from safetensors.torch import save as st_save
 
 from grokscope.config import ConfigError, RunConfig
-from grokscope.io import RunDirError, WriteError, atomic_write_bytes, atomic_write_json, atomic_write_parquet, read_json
+from grokscope.io import RunDirError, WriteError, atomic_write_bytes, check_folder, atomic_write_json, atomic_write_parquet, read_json
 
 log = logging.getLogger(__name__)
 
@@ -264,6 +265,14 @@ class RunStore:
             raise CorruptFileError(f"{self.metrics_path} lacks columns {missing}")
         return df
 
+    def last_logged_step(self) -> int | None:
+        """The newest metrics row's step, or None when there is none (or the file is unreadable)."""
+        try:
+            m = self.load_metrics()
+        except CorruptFileError:
+            return None
+        return int(m.step.iloc[-1]) if len(m) else None
+
     # -- analyses -------------------------------------------------------------------------------
     def analysis_names(self) -> list[str]:
         """The analyses written into this run: folders with a summary.json (a v1 layout reads as 'fourier')."""
@@ -298,6 +307,10 @@ def read_analysis_dir(root: Path, name: str | None = None, run: Path | None = No
     d = root if name is None else root / name
     if name == "fourier" and not d.is_dir() and _is_v1(root):
         d = root
+    if name is not None and not d.is_dir():
+        written = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+        raise RunDirError(f"no analysis {name!r} in {root} (written: {', '.join(written) or 'none'}); "
+                          "`grokscope analyze RUN` writes every analysis that applies")
     out = StoredAnalysis(name, d)
     summary, why = _read_file(d / "summary.json", read_json, run)
     if why:
@@ -375,28 +388,90 @@ def _start_leftover(name: str) -> bool:
     return name in (".lock", "split.json") or (name.endswith(".tmp") and name.startswith((".split.json.", ".config.json.")))
 
 
+# Everything a run directory can hold; --overwrite removes these and refuses a folder holding anything else
+RUN_ENTRIES = frozenset({"config.json", "split.json", "metrics.parquet", "checkpoints", "state", "analysis",
+                         "report.html", ".lock"})
+
+
+def _run_entry(name: str) -> bool:
+    return name in RUN_ENTRIES or (name.startswith(".") and name.endswith(".tmp"))  # an atomic write's temp file
+
+
+def _refuse_existing(store: "RunStore") -> None:
+    """A fresh start into a folder that holds a run: say what the run is and the three ways on."""
+    what = "files"
+    if store.exists():
+        last = store.last_logged_step()
+        try:
+            total = RunConfig.from_dict(store.read_config()[0]).total_steps()
+        except (ConfigError, RunDirError):
+            total = None
+        if last is not None and last == total:
+            raise RunDirError(f"{store.path} already holds a finished run (step {total}); choose another --out, "
+                              "or replace it with --overwrite (overwrite=True)")
+        what = "a run" + (f" (stopped at step {last} of {total})" if last is not None and total else "")
+    raise RunDirError(f"{store.path} already holds {what}; continue it with --resume {store.path} (resume=True), "
+                      "choose another --out, or replace it with --overwrite (overwrite=True)")
+
+
+def _check_overwritable(store: "RunStore") -> None:
+    foreign = sorted(p.name for p in store.path.iterdir() if not _run_entry(p.name))
+    if foreign:
+        raise RunDirError(f"--overwrite: {store.path} holds {foreign[0]!r}, which is not part of a run directory; "
+                          "move it away or choose another --out")
+
+
+def _clear(store: "RunStore") -> None:
+    """Remove a locked run directory's contents. config.json goes first: a kill part-way leaves a
+    folder that is no longer a run, which --overwrite accepts again."""
+    store.config_path.unlink(missing_ok=True)
+    for p in sorted(store.path.iterdir()):
+        if p.name == ".lock":
+            continue
+        shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+
+
 def release_all(stores: Sequence[RunStore]) -> None:
     for store in stores:
         store.release_lock()
 
 
-def open_for_training(stores: Sequence[RunStore], configs: Sequence[dict], splits: Sequence[dict], resume: bool) -> None:
-    """Check and lock every member's directory: all stay locked, or none (and an error says why).
-
-    A fresh start needs empty (or leftover-only) directories; a resume needs each directory's
-    stored config and split to equal the ones given.
-    """
+def check_outs(stores: Sequence[RunStore], resume: bool, overwrite: bool) -> None:
+    """Whether each folder can take what was asked: a resume needs a run, a fresh start an empty
+    folder (or, with `overwrite`, one holding only a run's files). Reads only; nothing is locked."""
+    if resume and overwrite:
+        raise ConfigError("--overwrite", "cannot be combined with --resume (resume continues a run, overwrite replaces it)")
     for store in stores:
         if resume:
             if not store.exists():
                 raise RunDirError(f"cannot resume {store.path}: it holds no run (no config.json)")
+        elif store.path.exists() and not store.path.is_dir():
+            raise RunDirError(f"{store.path} is a file, not a run directory; choose another --out")
+        elif not store.path.exists():
+            check_folder(store.path)
         elif store.path.is_dir() and any(not _start_leftover(p.name) for p in store.path.iterdir()):
-            raise RunDirError(f"{store.path} already holds files; use --resume to continue it, or choose another --out")
+            if not overwrite:
+                _refuse_existing(store)
+            _check_overwritable(store)
+
+
+def open_for_training(stores: Sequence[RunStore], configs: Sequence[dict], splits: Sequence[dict], resume: bool,
+                      overwrite: bool = False) -> None:
+    """Check and lock every member's directory: all stay locked, or none (and an error says why).
+
+    A fresh start needs empty (or leftover-only) directories; `overwrite` first empties each one that
+    holds a run (only run files: anything else is refused), once it is locked; a resume needs each
+    directory's stored config and split to equal the ones given.
+    """
+    check_outs(stores, resume, overwrite)
     locked: list[RunStore] = []
     try:
         for store in stores:
             store.acquire_lock()
             locked.append(store)
+        if overwrite:
+            for store in stores:
+                _clear(store)
         if resume:
             for store, config, split in zip(stores, configs, splits):
                 stored, _ = store.read_config()

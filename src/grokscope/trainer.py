@@ -22,7 +22,7 @@ import math
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -38,7 +38,8 @@ from grokscope.io import progress_bar
 from grokscope.loss import loss_dtype, masked_cross_entropy
 from grokscope.models import make_model
 from grokscope.optim import FlatAdamW, ParamLayout, lr_at
-from grokscope.runstore import CorruptFileError, RunStore, latest_state, open_for_training, release_all, write_headers
+from grokscope.runstore import (CorruptFileError, RunStore, check_outs, latest_state, open_for_training, release_all,
+                                write_headers)
 from grokscope.tasks import Batch, make_task
 
 log = logging.getLogger(__name__)
@@ -89,7 +90,18 @@ def check_ensemble_size(n: int, key: str = "ensemble", what: str = "members", in
         raise ConfigError(key, f"at most {MAX_ENSEMBLE} {what} in one process (got {n}); train more as a sweep ({instead})")
 
 
-def check_ensemble(cfgs: Sequence[RunConfig]) -> None:
+def _check_type(cfg: Any) -> None:
+    if not isinstance(cfg, RunConfig):
+        raise ConfigError("cfg", f"must be a RunConfig (grokscope.get_preset, make_config or RunConfig.from_dict; "
+                          f"got {type(cfg).__name__})")
+
+
+def check_ensemble(cfgs: Sequence[RunConfig], outs: Sequence[str | Path]) -> None:
+    """Configs that can train together, one output folder each."""
+    for cfg in cfgs:
+        _check_type(cfg)
+    if len(cfgs) != len(outs) or not cfgs:
+        raise ConfigError("outs", f"need one output directory per config (got {len(cfgs)} configs, {len(outs)} directories)")
     check_ensemble_size(len(cfgs))
     first = shared_config(cfgs[0])
     for i, cfg in enumerate(cfgs[1:], start=1):
@@ -159,6 +171,32 @@ def _stack(batches: list[Batch]) -> Batch:
     return Batch(torch.stack([pad(b.inputs) for b in batches]), torch.stack([pad(b.targets) for b in batches]), mask)
 
 
+def _prepare(cfgs: Sequence[RunConfig]):
+    """The checks and objects a start needs before it writes anything: (device, tasks, model, engine)."""
+    cfg = cfgs[0]
+    device = resolve_device(cfg.train.device)
+    check_memory(cfg, len(cfgs), device)
+    tasks = [make_task(c.task) for c in cfgs]
+    model = make_model(cfg, tasks[0])
+    return device, tasks, model, select_engine(cfg, tasks[0], model)
+
+
+def plan(cfgs: Sequence[RunConfig], outs: Sequence[str | Path], resume: bool = False, overwrite: bool = False) -> dict:
+    """What training `cfgs` into `outs` would do, checked as a real start checks it; nothing is written.
+    `grokscope train --dry-run` prints it: a config, its memory and its folder checked before a long job."""
+    check_ensemble(cfgs, outs)
+    device, tasks, model, engine = _prepare(cfgs)
+    check_outs([RunStore(o) for o in outs], resume, overwrite)
+    cfg, tc = cfgs[0], cfgs[0].train
+    total = cfg.total_steps()
+    title = cfg.task.title() if hasattr(cfg.task, "title") else cfg.task.name
+    return {"runs": [str(o) for o in outs], "config": repr(cfg), "task": title,
+            "n_train": tasks[0].n_train, "n_test": tasks[0].n_test,
+            "n_params": sum(p.numel() for p in model.parameters()), "engine": engine.name, "device": str(device),
+            "steps": total, "checkpoints": len(schedule(total, tc.checkpoint_every, tc.log_spaced, 2.0)),
+            "memory_bytes": estimate_bytes(cfg, len(cfgs)), "free_bytes": available_memory(device)}
+
+
 class Trainer:
     """Trains `cfgs` (one per member) into `outs` (one run directory per member).
 
@@ -166,28 +204,23 @@ class Trainer:
     """
 
     def __init__(self, cfgs: Sequence[RunConfig], outs: Sequence[str | Path], resume: bool = False,
-                 callbacks: Sequence[Callback] = ()) -> None:
-        if len(cfgs) != len(outs) or not cfgs:
-            raise ValueError("need one output directory per config")
-        check_ensemble(cfgs)
+                 callbacks: Sequence[Callback] = (), overwrite: bool = False) -> None:
+        check_ensemble(cfgs, outs)
         self.cfgs = list(cfgs)
         cfg = self.cfgs[0]
         self.callbacks = [*build_interventions(cfg.interventions), *callbacks]
         keys = [cb.state_key for cb in self.callbacks if cb.state_key is not None]
         if len(set(keys)) != len(keys):
             raise ValueError(f"callbacks need distinct state_key values (got {keys})")
-        self.device = resolve_device(cfg.train.device)
-        check_memory(cfg, len(self.cfgs), self.device)
+        # Everything that can fail on bad input is checked before the first byte is written.
+        self.device, self.tasks, model, self.engine = _prepare(self.cfgs)
+        self.model = model.to(self.device)
         self.stores = [RunStore(o) for o in outs]
         self.n_members = len(cfgs)
-        # Everything that can fail on bad input is checked before the first byte is written.
-        self.tasks = [make_task(c.task) for c in self.cfgs]
         task0 = self.tasks[0]
-        self.model = make_model(cfg, task0).to(self.device)
-        self.engine = select_engine(cfg, task0, self.model)
         self._configs = [c.to_dict() for c in self.cfgs]
         self._splits = [t.split_dict() for t in self.tasks]
-        open_for_training(self.stores, self._configs, self._splits, resume)
+        open_for_training(self.stores, self._configs, self._splits, resume, overwrite)
         try:
             inits = [dict(make_model(c, t).named_parameters()) for c, t in zip(self.cfgs, self.tasks)]
             self.layout = ParamLayout.from_params(inits[0])
@@ -400,13 +433,19 @@ class Trainer:
         log.warning("non-finite loss at step %d in %s: step skipped", step, ", ".join(bad))
 
 
-def train(cfg: RunConfig, out: str | Path | None = None, resume: bool = False, callbacks: Sequence[Callback] = ()) -> Path:
-    """Train one run into `out` (default runs/<op><p>-seed<seed>-<time>); returns the run directory."""
+def train(cfg: RunConfig, out: str | Path | None = None, resume: bool = False, callbacks: Sequence[Callback] = (),
+          overwrite: bool = False) -> Path:
+    """Train one run into `out` (default runs/<op><p>-seed<seed>-<time>); returns the run directory.
+
+    A folder that already holds a run is refused unless `resume` (continue it) or `overwrite`
+    (replace it: its run files are deleted once it is locked) is given.
+    """
+    _check_type(cfg)
     out = Path(out) if out is not None else default_out(cfg)
-    return Trainer([cfg], [out], resume=resume, callbacks=callbacks).run()[0]
+    return Trainer([cfg], [out], resume=resume, callbacks=callbacks, overwrite=overwrite).run()[0]
 
 
 def train_ensemble(cfgs: Sequence[RunConfig], outs: Sequence[str | Path], resume: bool = False,
-                   callbacks: Sequence[Callback] = ()) -> list[Path]:
+                   callbacks: Sequence[Callback] = (), overwrite: bool = False) -> list[Path]:
     """Train several runs at once with stacked parameters; each member writes its own run directory."""
-    return Trainer(cfgs, outs, resume=resume, callbacks=callbacks).run()
+    return Trainer(cfgs, outs, resume=resume, callbacks=callbacks, overwrite=overwrite).run()

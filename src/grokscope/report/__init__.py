@@ -18,7 +18,8 @@ import types
 from pathlib import Path
 from typing import Any, Sequence
 
-from grokscope.io import atomic_write_text
+from grokscope.config import ConfigError
+from grokscope.io import RunDirError, atomic_write_text, check_folder
 from grokscope.report import figures, fourier_figures
 from grokscope.report.data import MissingData, RunData, load_run_data
 from grokscope.report.pages import comparison_page, run_page, sweep_page
@@ -41,7 +42,13 @@ def write_report(runs: Any, out: str | Path | None = None, png_dir: str | Path |
     if isinstance(runs, (str, Path)) or not isinstance(runs, Sequence):
         runs = [runs]
     if not runs:
-        raise ValueError("write_report needs at least one run")
+        raise ConfigError("runs", "a report needs at least one run")
+    if out is not None:
+        if Path(out).is_dir():
+            raise RunDirError(f"{out} is a folder; --out names the HTML file to write")
+        check_folder(Path(out).parent)
+    if png_dir is not None:
+        check_folder(png_dir)
     t0 = time.perf_counter()
     if len(runs) == 1 and isinstance(runs[0], (str, Path)):
         from grokscope.sweeps import load_sweep

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from grokscope.io import RunDirError
 from grokscope.runstore import StoredAnalysis
 
 log = logging.getLogger(__name__)
@@ -96,9 +97,9 @@ def load_run_data(src: Any) -> RunData:
                    expected=[cls.name for cls in choose_analyses(run)])
     try:
         data.metrics = run.metrics
-    except Exception as err:
-        log.warning("cannot read metrics of %s: %s", run.path, err)
-        data.missing["metrics"] = f"metrics.parquet could not be read ({err.__class__.__name__})"
+    except RunDirError as err:  # the page says so where the curves would be; the other sections still show
+        log.warning("%s", err)
+        data.missing["metrics"] = str(err)
     top = run.analysis(None)
     data.summary, data.progress = top.summary, top.tables.get("progress")
     for source in ("summary", "progress"):

@@ -88,7 +88,8 @@ def _shade_phases(fig: go.Figure, phases: dict | None, x_min: float, n_axes: int
             suffix = "" if a == 0 else str(a + 1)
             fig.add_shape(type="rect", xref=f"x{suffix}", yref=f"y{suffix} domain", x0=start, x1=end, y0=0, y1=1,
                           fillcolor=color, line_width=0, layer="below")
-        _step_annotation(fig, (start + end) / 2, np.sqrt(start * end), y=0.99, yanchor="top", text=label,
+        # one height per phase: short early phases sit side by side on a linear axis, and stacked labels stay legible
+        _step_annotation(fig, (start + end) / 2, np.sqrt(start * end), y=0.99 - 0.07 * i, yanchor="top", text=label,
                          font=dict(size=10, color="#555"))
         start = end
 
@@ -207,7 +208,7 @@ def loss_curves(src: Any, phases: dict | None = None, grokking_step: int | None 
             fig.add_trace(go.Scatter(x=step, y=_f32(m[f"{name}_acc"]), name=f"{name} accuracy", mode="lines",
                                      line=dict(color=color, dash="dot"), legendgroup=name), row=1, col=2)
     fig.update_xaxes(title_text="step")
-    fig.update_yaxes(type="log", row=1, col=1)
+    fig.update_yaxes(type="log", dtick=1, row=1, col=1)  # decades only
     fig.update_yaxes(range=[0, 1.02], row=1, col=2)
     _layout(fig, "Loss and accuracy")
     _shade_phases(fig, phases, float(step[0]), n_axes=2)
@@ -247,7 +248,7 @@ def compare_curves(runs: Sequence[Any]) -> go.Figure:
     if not shown:
         raise MissingData("none of the runs has metrics")
     fig.update_xaxes(title_text="step")
-    fig.update_yaxes(type="log", row=1, col=1)
+    fig.update_yaxes(type="log", dtick=1, row=1, col=1)  # decades only
     fig.update_yaxes(range=[0, 1.02], row=1, col=2)
     _layout(fig, "Loss (test solid, train dotted) and test accuracy; dashed: each run's grokking step", height=440)
     _step_axis(fig, 2, first, last)
@@ -285,6 +286,7 @@ def headline_table(runs: Sequence[Any]) -> pd.DataFrame:
             "frac_train": cfg.get("task", {}).get("frac_train"),
             "weight_decay": cfg.get("optim", {}).get("weight_decay"),
             "seed": cfg.get("train", {}).get("seed"),
+            **{k: flat.get(k) for k in varied if k not in ("task.frac_train", "optim.weight_decay", "train.seed")},
             "final_step": int(last["step"]) if last is not None else None,
             "grokking_step": s.get("grokking_step"),
             "key_frequencies": ", ".join(str(k) for k in s["key_frequencies"]) if "key_frequencies" in s else None,
@@ -295,6 +297,5 @@ def headline_table(runs: Sequence[Any]) -> pd.DataFrame:
             "excluded_loss_train": fin.get("excluded_loss_train"),
             "frac_neurons_single_frequency": s.get("frac_neurons_single_frequency"),
             "logit_fit_variance_explained": s.get("logit_fit_variance_explained"),
-            **{k: flat.get(k) for k in varied if k not in ("task.frac_train", "optim.weight_decay", "train.seed")},
         })
     return pd.DataFrame(rows)

@@ -95,8 +95,8 @@ def progress_measures(src: Any, phases: dict | None = None, key_frequencies: Seq
                                  line=dict(width=1, color=PALETTE[i % len(PALETTE)]), visible="legendonly"),
                       row=2, col=2)
     fig.update_xaxes(title_text="step")
-    fig.update_yaxes(type="log", row=1, col=1)
-    fig.update_yaxes(type="log", row=1, col=2)
+    fig.update_yaxes(type="log", dtick=1, row=1, col=1)  # decades only
+    fig.update_yaxes(type="log", dtick=1, row=1, col=2)  # decades only
     _layout(fig, "Progress measures", height=680)
     _shade_phases(fig, phases, float(step[0]), n_axes=4)
     G._step_axis(fig, 4, step[0], step[-1])
@@ -359,7 +359,7 @@ def compare_progress(runs: Sequence[Any]) -> go.Figure:
     if not shown:
         raise MissingData("none of the runs has been analysed (run `grokscope analyze RUN`)")
     fig.update_xaxes(title_text="step")
-    fig.update_yaxes(type="log", row=1, col=1)
+    fig.update_yaxes(type="log", dtick=1, row=1, col=1)  # decades only
     _layout(fig, "Progress measures", height=400)
     G._step_axis(fig, 3, first if last else 1, last or 1)
     return fig

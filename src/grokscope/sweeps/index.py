@@ -17,7 +17,7 @@ import os
 import sqlite3
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import pandas as pd
 
@@ -61,6 +61,8 @@ def _row(path: Path, root: Path) -> dict[str, Any]:
 def index_runs(root: str | Path) -> pd.DataFrame:
     """The index of every run below root; a run that cannot be read is left out with a warning."""
     root = Path(root)
+    if not root.is_dir():
+        raise RunDirError(f"{root} is not a directory")
     rows = []
     for path in find_runs(root):
         try:
@@ -70,16 +72,20 @@ def index_runs(root: str | Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def write_index(root: str | Path) -> Path:
-    """Write root/index.sqlite (table `runs`) atomically; returns its path."""
+def _to_sqlite(df: pd.DataFrame, con: sqlite3.Connection) -> None:
+    df.to_sql("runs", con, index=False, if_exists="replace")
+
+
+def write_index(root: str | Path, df: pd.DataFrame | None = None) -> Path:
+    """Write root/index.sqlite (table `runs`: `df`, default the index of root) atomically; returns its path."""
     root = Path(root)
-    df = index_runs(root)
+    df = index_runs(root) if df is None else df
     path = root / "index.sqlite"
     fd, tmp = tempfile.mkstemp(dir=root, prefix=".index.sqlite.", suffix=".tmp")
     os.close(fd)
     try:
         with sqlite3.connect(tmp) as con:
-            df.to_sql("runs", con, index=False, if_exists="replace")
+            _to_sqlite(df, con)
         os.replace(tmp, path)
     except (OSError, sqlite3.Error) as err:
         Path(tmp).unlink(missing_ok=True)
@@ -87,15 +93,20 @@ def write_index(root: str | Path) -> Path:
     return path
 
 
-def query_runs(root: str | Path, where: str | None = None) -> pd.DataFrame:
-    """The index of root (rebuilt), filtered by an SQL `where` clause over its columns."""
-    root = Path(root)
-    if not root.is_dir():
-        raise RunDirError(f"{root} is not a directory")
-    path = write_index(root)
-    sql = "SELECT * FROM runs" + (f" WHERE {where}" if where else "")
-    with sqlite3.connect(path) as con:
+def query_runs(root: str | Path, where: str | None = None, columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """The index of root filtered by an SQL `where` clause over its columns, `columns` picked.
+    root/index.sqlite is rewritten only once the query is known to be good."""
+    index = index_runs(root)
+    with sqlite3.connect(":memory:") as con:
+        _to_sqlite(index, con)
         try:
-            return pd.read_sql_query(sql, con)
+            df = pd.read_sql_query("SELECT * FROM runs" + (f" WHERE {where}" if where else ""), con)
         except (sqlite3.Error, pd.errors.DatabaseError) as err:
             raise ConfigError("--where", f"not a valid SQL condition over the index's columns ({err})") from None
+    if columns:
+        unknown = [c for c in columns if c not in df.columns]
+        if unknown:
+            raise ConfigError("--columns", f"unknown column {unknown[0]!r} (e.g. path, name, optim.lr, grokking_step)")
+        df = df[list(columns)]
+    write_index(root, index)
+    return df

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from grokscope.config import ConfigError, RunConfig
-from grokscope.io import RunDirError, atomic_write_json, atomic_write_text, progress_bar, read_json
+from grokscope.io import RunDirError, atomic_write_json, atomic_write_text, check_folder, progress_bar, read_json
 from grokscope.runstore import RunStore
 from grokscope.sweeps.spec import SweepSpec, Trial, load_spec
 from grokscope.trainer import shared_config
@@ -177,7 +177,9 @@ def run_sweep(spec: SweepSpec | str | Path | dict, out: str | Path, backend: str
     threads = threads or (torch.get_num_threads() if cuda else 1)
     group = group or (64 if cuda else 1)
     workers = workers or max(1, (os.cpu_count() or 1) // threads)
-    out = Path(out)
+    out = check_folder(out)
+    if out.is_dir() and not (out / "sweep.json").is_file() and any(out.iterdir()):
+        raise RunDirError(f"{out} already holds files and is not a sweep folder (no sweep.json); choose another --out")
     out.mkdir(parents=True, exist_ok=True)
     _write_sweep_json(spec, out)
     jobs, before = plan(spec, out, group, threads)
