@@ -44,3 +44,13 @@ def test_step_time_and_analyze_speed_run(tmp_path):
 def test_sweep_speed_runs():
     out = run("sweep_speed.py", "--epochs", "5", "--workers", "1")
     assert "16 trials of 5 epochs" in out and "ratio local / sequential" in out and "machine: " in out
+
+
+def test_reproducibility_runs():
+    out = run("reproducibility.py", "--runs", "2", "--preset", "tiny", "--epochs", "5", "--parallel", "2")
+    assert "machine: " in out and "distinct trajectories: " in out and "of 2 processes" in out
+
+
+def test_gpu_ensemble_smoke_runs_on_cpu():
+    out = run("gpu_ensemble.py", "--device", "cpu", "--members", "2", "--epochs", "5")
+    assert "machine: " in out and "of 2 members reached" in out and "member-epochs/s" in out

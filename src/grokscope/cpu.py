@@ -10,6 +10,7 @@ import contextlib
 import ctypes
 import functools
 import logging
+import os
 import sys
 from typing import Iterator
 
@@ -129,3 +130,14 @@ def describe_machine() -> str:
     cap = torch.backends.cpu.get_cpu_capability()
     return (f"{cpu_model()} | capability {cap} | {torch.get_num_threads()} threads | torch {torch.__version__} | "
             f"{blas_version()}")
+
+
+def numerics(device: torch.device) -> dict:
+    """What decides a run's float rounding, for config.json's meta: the same config and seed give the
+    same numbers only where these agree (docs/training.md, "What is reproducible")."""
+    out = {"cpu": cpu_model(), "capability": torch.backends.cpu.get_cpu_capability(), "threads": torch.get_num_threads(),
+           "blas": blas_version(), "torch": torch.__version__, "MKL_CBWR": os.environ.get("MKL_CBWR")}
+    if device.type == "cuda":
+        out["cuda_device"] = torch.cuda.get_device_name(device)
+        out["cuda"] = torch.version.cuda
+    return out

@@ -31,7 +31,7 @@ from torch import Tensor
 from grokscope._version import __version__
 from grokscope.callbacks import Callback, TrainState
 from grokscope.config import ConfigError, RunConfig, flatten_dict
-from grokscope.cpu import flush_denormals, keep_freed_memory
+from grokscope.cpu import flush_denormals, keep_freed_memory, numerics
 from grokscope.engine import select_engine
 from grokscope.interventions import build_interventions
 from grokscope.io import progress_bar
@@ -246,6 +246,7 @@ class Trainer:
             "grokscope_version": __version__, "torch_version": torch.__version__,
             "engine": self.engine.name, "device": str(self.device), "created": datetime.now().isoformat(timespec="seconds"),
             "ensemble_size": self.n_members, "cpu_flush_denormals": self.device.type == "cpu",
+            "numerics": numerics(self.device),
         }
 
     def _data(self) -> None:

@@ -28,7 +28,7 @@ def run_dir(tmp_path_factory):
         t = i / 3
         store.save_checkpoint(step, {k: (1 - t) * rnd[k] + t * planted[k] for k in planted})
     steps = np.arange(0, 301, 10)
-    store.save_metrics([{"step": int(s), "epoch": int(s), "train_loss": 1.0, "train_acc": min(1.0, s / 100),
+    store.save_metrics([{"step": int(s), "epoch": int(s), "train_loss": float(10 ** (-4 * min(s / 100, 1))), "train_acc": min(1.0, s / 100),
                          "test_loss": float(10 ** (1 - 4 * np.clip((s - 150) / 100, 0, 1))),
                          "test_acc": float(s >= 250), "lr": 1e-3} for s in steps])
     summary = analyze(path).summary
@@ -53,12 +53,14 @@ def test_summary_has_design_keys(run_dir):
     for key in ("task", "final_step", "grokking_step", "key_frequencies", "neuron_clusters",
                 "frac_neurons_single_frequency", "logit_fit_variance_explained", "phases", "final", "structure"):
         assert key in s, key
-    assert set(s["phases"]) == {"memorization_end", "circuit_formation_end", "cleanup_end"}
+    assert set(s["phases"]) == {"memorization_end", "circuit_formation_end", "generalization_end", "cleanup_end"}
+    assert set(s["grokking_times"]) == {"0.5", "0.9", "0.99"} and s["grokked"] == (s["grokking_step"] is not None)
+    assert s["grokking_times"]["0.99"]["first"] == s["grokking_step"]
     for key in ("train_loss", "test_loss", "restricted_loss_train", "restricted_loss_test", "excluded_loss_train"):
         assert isinstance(s["final"][key], float)
     assert s["final_step"] == 300 and s["key_frequencies"] == FREQS and s["structure"] == "fourier"
     assert s["grokking_step"] == 250
-    assert s["phases"]["memorization_end"] == 100
+    assert s["phases"]["memorization_end"] in (100, 110) and s["train_acc_99_step"] == 100  # the train loss is flat from 100
     assert s["task"]["op"] == "add" and s["task"]["p"] == 23
     assert "unclustered" in s["neuron_clusters"]
 

@@ -7,7 +7,7 @@
 Order of work: (1) choose the checkpoints (`max_checkpoints` evenly spaced); (2) each analysis
 that applies prepares (the Fourier analysis derives its key frequencies from the final
 checkpoint); (3) every checkpoint is loaded once and measured by each analysis, `threads` at a
-time; (4) each analysis finalises; phases come from the logged metrics (`phases.detect_phases`);
+time; (4) each analysis finalises; phases come from the logged metrics and the progress measures (`phases.detect_phases`);
 (5) files are written atomically, the summaries last. Formats: docs/analysis.md.
 """
 
@@ -26,7 +26,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from grokscope.analysis.phases import PhaseRule, detect_phases
+from grokscope.analysis.phases import PhaseRule, detect_phases, grokking_times
 from grokscope.analysis.registry import ANALYSES, AnalysisOutput
 from grokscope.config import ConfigError, RunConfig
 from grokscope.cpu import keep_freed_memory
@@ -179,10 +179,14 @@ def analyze(
         progress_table = progress_table.merge(out.progress, on="step", how="left", suffixes=("", f".{name}"))
     # phases and grokking from the logged metrics (denser than the checkpoints); else from progress
     logged = metrics is not None and len(metrics) > 0
-    phases = detect_phases(metrics if logged else progress_table, phase_rule)
+    curves = metrics if logged else progress_table
+    phases = detect_phases(curves, progress_table, phase_rule)
     summary: dict[str, Any] = {
         "format": FORMAT, "final_step": int(steps[-1]), "n_checkpoints": len(steps),
-        "grokking_step": phases.grokking_step, "phases": phases.boundaries(), "phase_rule": phase_rule.to_dict(),
+        "grokking_step": phases.grokking_step, "grokked": phases.grokking_step is not None,
+        "grokking_times": grokking_times(curves, phase_rule), "train_acc_99_step": phases.train_acc_99_step,
+        "phases": phases.boundaries(), "phase_changes": {k: c.to_dict() for k, c in phases.changes.items()},
+        "phase_rule": phase_rule.to_dict(),
         "analyses": list(outputs),
         # what the analysis saw, so a reader can tell when the run has moved on (grokscope.analysis.stale)
         "source": {"last_checkpoint": int(all_steps[-1]),

@@ -1,32 +1,45 @@
-"""Training phases from the logged curves (memorisation, circuit formation, clean-up) and the grokking step.
+"""Training phases as seed 004 describes them, from the logged curves and the progress measures,
+and the grokking step defined several ways.
 
-Rule (all steps are logged steps; inputs are the metrics columns step, train_acc, test_loss, test_acc):
+Seed 004's stages of the canonical run, and the rule for each boundary (all on a uniform grid of
+`n_grid` steps between the first and last logged step, curves in log10 and smoothed by a running
+median of `smooth` grid points; a curve's fall rate r(t) = -dy/dt):
 
-* grokking_step         = first step with test_acc >= acc_level (0.99).
-* memorization_end      = first step with train_acc >= acc_level (the training set is memorised).
-* The grokking drop. Let y(t) = log10(test_loss(t)), resampled linearly onto n_grid (200) evenly
-  spaced steps between the first and last logged step and smoothed by a running median of
-  `smooth` (5) grid points; r(t) = -dy/dt (decades of test loss lost per step). Let t* be the step
-  of the largest r at or after memorization_end, r* = r(t*). The drop is the maximal contiguous
-  interval of grid steps around t* where r(t) >= rate_frac * r* (rate_frac = 0.1).
-  circuit_formation_end = the first logged step >= the interval's start;
-  cleanup_end           = the first logged step >= the interval's end.
-  No drop (r* <= 0, or y falls by less than min_drop_decades = 0.5 over the interval, or the test
-  loss never falls after memorisation) -> both are None: the run has not grokked (yet). A drop
-  still under way at the last logged step -> cleanup_end is None (clean-up not finished).
+* Memorisation, "a dramatic drop in train loss" (epochs 0-1k), ends when "train loss abruptly
+  levels out": memorization_end = the first step after the steepest fall of log train loss where
+  its fall rate is below plateau_frac (0.05) x that steepest rate.
+* Circuit formation / interpolation, "train loss mostly plateaus ... smooth divergence of excluded
+  loss from train loss" (1k-9k), runs until the generalising circuit's phase change starts:
+  circuit_formation_end = the start of the restricted-loss phase change.
+* Generalisation, "a phase change in trig [restricted] loss" (8k-12k): generalization_end = its end.
+* Clean-up, "a slightly delayed phase change in test loss ... the rapid removal of the memorisation
+  circuit" by weight decay (9k-13k), ends when the test loss and the weight norm stop falling:
+  cleanup_end = the later of the test-loss phase change's end and the step where the weight norm
+  levels out (the plateau rule on log sq_norm_total after its steepest fall past circuit_formation_end).
 
-So memorisation = [0, memorization_end], circuit formation = (memorization_end,
-circuit_formation_end] (train loss flat, test loss high while the Fourier circuit grows, seen in the
-excluded loss), clean-up = (circuit_formation_end, cleanup_end] (test loss collapses, weight norm
-falls). On the canonical run the paper reports ~1.4k / ~9.4k / ~13k epochs.
+A phase change of a curve (restricted loss, test loss), searched from memorization_end on: the
+maximal stretch of grid steps around its steepest fall where it falls at >= rate_frac (0.1) x the
+steepest rate, and by at least min_drop_decades (0.5) over it; none -> None (not grokked, yet).
+A change still under way at the last step has no end (None). The restricted loss is the test one
+where measured, else the train one; a run without restricted loss (a task without the Fourier
+analysis) uses the test-loss phase change in its place. Boundaries snap to the first logged step at
+or after them, so the phases come out in order: memorisation <= circuit formation <= generalisation
+<= clean-up.
+
+Kept as well, under their own names: train_acc_99_step (the first step with train accuracy >=
+acc_level, which older versions called memorization_end) and the grokking step (first test accuracy
+>= acc_level). grokking_times gives first and sustained crossings of test accuracy 0.5 / 0.9 / 0.99;
+sustained = at or above the level at every logged step from there for sustain_steps (500) steps.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import pandas as pd
+
+GROK_LEVELS = (0.5, 0.9, 0.99)
 
 
 @dataclass(frozen=True)
@@ -36,6 +49,20 @@ class PhaseRule:
     smooth: int = 5
     rate_frac: float = 0.1
     min_drop_decades: float = 0.5
+    plateau_frac: float = 0.05
+    sustain_steps: int = 500
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Change:
+    """One phase change of a curve: where its fall starts, is steepest, and ends (None: still falling)."""
+
+    start: int
+    steepest: int
+    end: int | None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -46,11 +73,14 @@ class Phases:
     grokking_step: int | None
     memorization_end: int | None
     circuit_formation_end: int | None
+    generalization_end: int | None
     cleanup_end: int | None
+    train_acc_99_step: int | None = None
+    changes: dict[str, Change] = field(default_factory=dict)  # restricted_loss, test_loss: the phase changes found
 
     def boundaries(self) -> dict:
         return {"memorization_end": self.memorization_end, "circuit_formation_end": self.circuit_formation_end,
-                "cleanup_end": self.cleanup_end}
+                "generalization_end": self.generalization_end, "cleanup_end": self.cleanup_end}
 
 
 def first_step_at_least(steps: np.ndarray, values: np.ndarray, level: float) -> int | None:
@@ -58,12 +88,38 @@ def first_step_at_least(steps: np.ndarray, values: np.ndarray, level: float) -> 
     return int(steps[hit[0]]) if hit.size else None
 
 
+def _sorted(metrics: pd.DataFrame) -> pd.DataFrame:
+    return metrics.dropna(subset=["step"]).sort_values("step")
+
+
 def grokking_step(metrics: pd.DataFrame, level: float = 0.99) -> int | None:
     """The grokking rule: the first logged step with test_acc >= level (None: not reached)."""
     if metrics is None or "test_acc" not in metrics or "step" not in metrics:
         return None
-    df = metrics.dropna(subset=["step"]).sort_values("step")
+    df = _sorted(metrics)
     return first_step_at_least(df["step"].to_numpy(dtype=np.int64), df["test_acc"].to_numpy(), level)
+
+
+def grokking_times(metrics: pd.DataFrame, rule: PhaseRule = PhaseRule()) -> dict[str, dict[str, int | None]]:
+    """{"0.5": {"first": step, "sustained": step}, "0.9": ..., "0.99": ...} over the logged test accuracy.
+    sustained: at or above the level at every logged step of [s, s + sustain_steps], which must lie in the run."""
+    out: dict[str, dict[str, int | None]] = {}
+    if metrics is None or "test_acc" not in metrics:
+        return {str(level): {"first": None, "sustained": None} for level in GROK_LEVELS}
+    df = _sorted(metrics)
+    steps, acc = df["step"].to_numpy(dtype=np.int64), df["test_acc"].to_numpy(dtype=np.float64)
+    n = len(acc)
+    if n == 0:
+        return {str(level): {"first": None, "sustained": None} for level in GROK_LEVELS}
+    for level in GROK_LEVELS:
+        above = acc >= level
+        below_from = np.full(n + 1, n)  # below_from[i]: the first index >= i below the level (n: none)
+        for i in range(n - 1, -1, -1):
+            below_from[i] = below_from[i + 1] if above[i] else i
+        held = [i for i in np.nonzero(above)[0] if steps[i] + rule.sustain_steps <= steps[-1]
+                and (below_from[i] == n or steps[below_from[i]] > steps[i] + rule.sustain_steps)]
+        out[str(level)] = {"first": first_step_at_least(steps, acc, level), "sustained": int(steps[held[0]]) if held else None}
+    return out
 
 
 def _running_median(y: np.ndarray, w: int) -> np.ndarray:
@@ -75,52 +131,95 @@ def _running_median(y: np.ndarray, w: int) -> np.ndarray:
     return np.median(win, axis=-1)[: y.size]
 
 
-def detect_phases(metrics: pd.DataFrame, rule: PhaseRule = PhaseRule()) -> Phases:
-    """Phases of one run from its logged curves (see the module docstring for the rule)."""
-    df = metrics.dropna(subset=["step"]).sort_values("step")
-    steps = df["step"].to_numpy(dtype=np.int64)
-    if steps.size == 0:
-        return Phases(None, None, None, None)
+class _Curve:
+    """log10 of one positive curve on the uniform grid, smoothed, with its fall rate."""
+
+    def __init__(self, steps: np.ndarray, values: np.ndarray, logged: np.ndarray, rule: PhaseRule) -> None:
+        ok = np.isfinite(values) & (values > 0)
+        self.ok = int(ok.sum()) >= 3 and logged[-1] > logged[0]
+        self.logged = logged
+        if not self.ok:
+            return
+        s, y = steps[ok].astype(np.float64), np.log10(values[ok])
+        self.grid = np.linspace(logged[0], logged[-1], rule.n_grid)
+        inside = (self.grid >= s[0]) & (self.grid <= s[-1])
+        self.y = _running_median(np.interp(self.grid, s, y), rule.smooth)
+        self.rate = np.where(inside, -np.gradient(self.y, self.grid), 0.0)
+
+    def snap(self, i: int) -> int:
+        """The first logged step at or after grid point i."""
+        j = int(np.searchsorted(self.logged, self.grid[i] - 1e-9))
+        return int(self.logged[min(j, self.logged.size - 1)])
+
+    def _from(self, after: float | None) -> np.ndarray:
+        return np.nonzero(self.grid >= (after if after is not None else self.grid[0]))[0]
+
+    def level_off(self, after: float | None, frac: float) -> int | None:
+        """The first step past the steepest fall (from `after` on) where the fall rate is below frac x the steepest."""
+        idx = self._from(after) if self.ok else np.array([], dtype=int)
+        if idx.size == 0:
+            return None
+        i_star = idx[np.argmax(self.rate[idx])]
+        if not self.rate[i_star] > 0:
+            return None
+        later = np.nonzero(self.rate[i_star:] < frac * self.rate[i_star])[0]
+        return self.snap(i_star + int(later[0])) if later.size else None
+
+    def change(self, after: float | None, rule: PhaseRule) -> Change | None:
+        """The phase change (module docstring) from `after` on, or None."""
+        idx = self._from(after) if self.ok else np.array([], dtype=int)
+        if idx.size == 0:
+            return None
+        i_star = idx[np.argmax(self.rate[idx])]
+        r_star = self.rate[i_star]
+        if not r_star > 0:
+            return None
+        above = self.rate >= rule.rate_frac * r_star
+        lo = hi = i_star
+        while lo > idx[0] and above[lo - 1]:
+            lo -= 1
+        while hi < rule.n_grid - 1 and above[hi + 1]:
+            hi += 1
+        if self.y[lo] - self.y[hi] < rule.min_drop_decades:
+            return None
+        end = None if hi == rule.n_grid - 1 else self.snap(hi)  # still falling at the last step: no end yet
+        return Change(self.snap(lo), self.snap(i_star), end)
+
+
+def _curve(df: pd.DataFrame | None, column: str, logged: np.ndarray, rule: PhaseRule) -> _Curve | None:
+    if df is None or column not in df or not len(df):
+        return None
+    d = _sorted(df)
+    c = _Curve(d["step"].to_numpy(dtype=np.int64), d[column].to_numpy(dtype=np.float64), logged, rule)
+    return c if c.ok else None
+
+
+def detect_phases(metrics: pd.DataFrame, progress: pd.DataFrame | None = None, rule: PhaseRule = PhaseRule()) -> Phases:
+    """Phases of one run (module docstring): `metrics` for the loss and accuracy curves (dense),
+    `progress` (one row per checkpoint) for the restricted loss and the weight norm where measured."""
+    df = _sorted(metrics)
+    logged = df["step"].to_numpy(dtype=np.int64)
+    if logged.size == 0:
+        return Phases(None, None, None, None, None)
     grok = grokking_step(df, rule.acc_level)
-    mem = first_step_at_least(steps, df["train_acc"].to_numpy(), rule.acc_level) if "train_acc" in df else None
-    cf, cu = _drop_interval(df, steps, mem, rule)
-    return Phases(grok, mem, cf, cu)
-
-
-def _drop_interval(df: pd.DataFrame, steps: np.ndarray, mem: int | None, rule: PhaseRule) -> tuple[int | None, int | None]:
-    if "test_loss" not in df or steps.size < 3 or steps[-1] <= steps[0]:
-        return None, None
-    loss = df["test_loss"].to_numpy(dtype=np.float64)
-    ok = np.isfinite(loss) & (loss > 0)
-    if ok.sum() < 3:
-        return None, None
-    s, y = steps[ok].astype(np.float64), np.log10(loss[ok])
-    grid = np.linspace(s[0], s[-1], rule.n_grid)
-    yg = _running_median(np.interp(grid, s, y), rule.smooth)
-    rate = -np.gradient(yg, grid)
-    start = mem if mem is not None else s[0]
-    eligible = grid >= start
-    if not eligible.any():
-        return None, None
-    idx = np.nonzero(eligible)[0]
-    i_star = idx[np.argmax(rate[idx])]
-    r_star = rate[i_star]
-    if not (r_star > 0):
-        return None, None
-
-    def snap(t: float) -> int:  # the first logged step at or after grid step t
-        j = int(np.searchsorted(steps, t - 1e-9))
-        return int(steps[min(j, steps.size - 1)])
-
-    above = rate >= rule.rate_frac * r_star
-    lo = i_star
-    while lo > idx[0] and above[lo - 1]:
-        lo -= 1
-    hi = i_star
-    while hi < rule.n_grid - 1 and above[hi + 1]:
-        hi += 1
-    if yg[lo] - yg[hi] < rule.min_drop_decades:
-        return None, None
-    if hi == rule.n_grid - 1:  # still falling at the last logged step: clean-up has not ended yet
-        return snap(grid[lo]), None
-    return snap(grid[lo]), snap(grid[hi])
+    acc99 = first_step_at_least(logged, df["train_acc"].to_numpy(), rule.acc_level) if "train_acc" in df else None
+    train = _curve(df, "train_loss", logged, rule)
+    mem = train.level_off(None, rule.plateau_frac) if train else None
+    changes: dict[str, Change] = {}
+    test = _curve(df, "test_loss", logged, rule)
+    tl = test.change(mem, rule) if test else None
+    if tl:
+        changes["test_loss"] = tl
+    restricted = next((c for c in (_curve(progress, k, logged, rule) for k in ("restricted_loss_test", "restricted_loss_train"))
+                       if c is not None), None)
+    rl = restricted.change(mem, rule) if restricted else None
+    if rl:
+        changes["restricted_loss"] = rl
+    gen = rl if restricted is not None else tl  # no restricted loss measured: the test loss stands in
+    cf, ge = (gen.start, gen.end) if gen else (None, None)
+    cleanup = None
+    if tl is not None and tl.end is not None and ge is not None:
+        norm = _curve(progress, "sq_norm_total", logged, rule)
+        settled = norm.level_off(cf, rule.plateau_frac) if norm else tl.end
+        cleanup = max(tl.end, ge, settled) if settled is not None else None
+    return Phases(grok, mem, cf, ge, cleanup, acc99, changes)

@@ -33,10 +33,12 @@ TRAIN, TEST = "#1f77b4", "#d62728"
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf",
            "#7f7f7f", "#bcbd22"]
 KEY_COLOR, OTHER_COLOR = "#d62728", "#9aa5b1"
-# Phase bands, in the order of the phase rule (docs/analysis.md): [0, memorization_end],
-# (memorization_end, circuit_formation_end], (circuit_formation_end, cleanup_end].
+# Phase bands, in the order of the phase rule (grokscope.analysis.phases, seed 004's stages):
+# [0, memorization_end], then up to circuit_formation_end, generalization_end and cleanup_end.
+# A boundary that is absent (not reached, or a summary written before it existed) is skipped.
 PHASES = [("memorisation", "memorization_end", "rgba(70,130,180,0.13)"),
           ("circuit formation", "circuit_formation_end", "rgba(255,165,0,0.16)"),
+          ("generalisation", "generalization_end", "rgba(148,103,189,0.16)"),
           ("clean-up", "cleanup_end", "rgba(46,139,87,0.14)")]
 MAX_FRAMES = 40  # checkpoints per animation: smooth enough to watch, small enough to embed
 TEMPLATE = "plotly_white"
@@ -82,8 +84,8 @@ def _shade_phases(fig: go.Figure, phases: dict | None, x_min: float, n_axes: int
     for i, (label, key, color) in enumerate(PHASES):
         end = phases.get(key)
         if end is None:
-            break
-        end = max(float(end), x_min)
+            continue
+        end = max(float(end), start)
         for a in range(n_axes):
             suffix = "" if a == 0 else str(a + 1)
             fig.add_shape(type="rect", xref=f"x{suffix}", yref=f"y{suffix} domain", x0=start, x1=end, y0=0, y1=1,

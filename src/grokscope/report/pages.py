@@ -69,10 +69,14 @@ def summary_card(data: RunData) -> str:
                     f"step {grok}" + (f" (epoch {epoch})" if epoch is not None and epoch != grok else "")))
     body_notes = ""
     if data.summary:
+        times = s.get("grokking_times") or {}
+        if times:
+            results.append(("test acc 0.5 / 0.9 / 0.99 first at (sustained from)",
+                            " / ".join(f"{_fmt(t.get('first'))} ({_fmt(t.get('sustained'))})" for t in times.values())))
         ph = s.get("phases") or {}
-        results.append(("phase ends (memorisation / circuit / clean-up)",
-                        " / ".join(_fmt(ph.get(k))
-                                   for k in ("memorization_end", "circuit_formation_end", "cleanup_end"))))
+        results.append(("phase ends (memorisation / circuit formation / generalisation / clean-up)",
+                        " / ".join(_fmt(ph.get(k)) for k in
+                                   ("memorization_end", "circuit_formation_end", "generalization_end", "cleanup_end"))))
         keys = s.get("key_frequencies") or []
         results.append(("key frequencies", ", ".join(str(k) for k in keys) if keys else "none (no Fourier structure)"))
         clusters = s.get("neuron_clusters") or {}

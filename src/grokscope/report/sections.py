@@ -33,7 +33,7 @@ PROGRESS_INTRO = ("Restricted loss keeps only the key frequencies' directions of
 RUN_SECTIONS: dict[str, list[Section]] = {
     "run": [
         Section("curves", "Loss and accuracy", G.loss_curves,
-                CURVES_INTRO + " Bands: memorisation, circuit formation, clean-up (phases from the analysis); dashed "
+                CURVES_INTRO + " Bands: memorisation, circuit formation, generalisation, clean-up (seed 004's phases, from the analysis); dashed "
                 "line: first step with test accuracy >= 0.99."),
     ],
     "fourier": [
