@@ -35,41 +35,42 @@ def cmd_train(args: argparse.Namespace) -> int:
     from grokscope.trainer import check_ensemble_size, default_out, plan, train, train_ensemble
 
     if args.resume:
-        run = Path(args.resume)
         if args.config or args.preset or args.set or args.seeds is not None or args.out or args.overwrite:
             raise UsageError("--resume RUN continues a run with its stored config; drop CONFIG, --preset, --set, --seeds, "
                              "--out and --overwrite")
-        from grokscope.runstore import RunStore
-
-        raw, _ = RunStore(run).read_config()
-        try:
-            cfg = RunConfig.from_dict(raw)
-        except ConfigError as err:  # a damaged or hand-edited config.json: name the file
-            raise RunDirError(f"{RunStore(run).config_path}: {err}") from None
-        if args.dry_run:
-            return _print_plan(plan([cfg], [run], resume=True))
-        path = train(cfg, run, resume=True)
-        print(f"resumed and finished: {path}")
-        return 0
-    cfg = _config_from_args(args)
-    if args.seeds is not None:
-        seeds = parse_seeds(args.seeds, "--seeds")
-        check_ensemble_size(len(seeds), "--seeds", "seeds", "grokscope sweep")  # before building one config per seed
-        base = Path(args.out) if args.out else default_out(cfg)
-        cfgs = [cfg.replace(**{"train.seed": s}) for s in seeds]
-        outs = [base / f"seed{s}" for s in seeds]
-        if args.dry_run:
-            return _print_plan(plan(cfgs, outs, overwrite=args.overwrite))
-        paths = train_ensemble(cfgs, outs, overwrite=args.overwrite)
-        print(f"trained {len(paths)} runs under {base}")
-        return 0
-    out = Path(args.out) if args.out else default_out(cfg)
+        cfgs, outs = [_stored_config(Path(args.resume))], [Path(args.resume)]
+    else:
+        cfg = _config_from_args(args)
+        if args.seeds is not None:
+            seeds = parse_seeds(args.seeds, "--seeds")
+            check_ensemble_size(len(seeds), "--seeds", "seeds", "grokscope sweep")  # before building one config per seed
+            base = Path(args.out) if args.out else default_out(cfg)
+            cfgs, outs = [cfg.replace(**{"train.seed": s}) for s in seeds], [base / f"seed{s}" for s in seeds]
+        else:
+            cfgs, outs = [cfg], [Path(args.out) if args.out else default_out(cfg)]
     if args.dry_run:
-        return _print_plan(plan([cfg], [out], overwrite=args.overwrite))
-    t0 = time.perf_counter()
-    path = train(cfg, out, overwrite=args.overwrite)
-    _print_headline(path, time.perf_counter() - t0)
+        return _print_plan(plan(cfgs, outs, resume=bool(args.resume), overwrite=args.overwrite))
+    if args.resume:
+        print(f"resumed and finished: {train(cfgs[0], outs[0], resume=True)}")
+    elif args.seeds is not None:
+        paths = train_ensemble(cfgs, outs, overwrite=args.overwrite)
+        print(f"trained {len(paths)} runs under {outs[0].parent}")
+    else:
+        t0 = time.perf_counter()
+        path = train(cfgs[0], outs[0], overwrite=args.overwrite)
+        _print_headline(path, time.perf_counter() - t0)
     return 0
+
+
+def _stored_config(run: Path) -> RunConfig:
+    """The config a run was started with, for --resume; a damaged or hand-edited config.json names the file."""
+    from grokscope.runstore import RunStore
+
+    raw, _ = RunStore(run).read_config()
+    try:
+        return RunConfig.from_dict(raw)
+    except ConfigError as err:
+        raise RunDirError(f"{RunStore(run).config_path}: {err}") from None
 
 
 def _print_plan(p: dict) -> int:

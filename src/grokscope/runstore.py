@@ -32,7 +32,8 @@ from safetensors.torch import load_file
 from safetensors.torch import save as st_save
 
 from grokscope.config import ConfigError, RunConfig
-from grokscope.io import RunDirError, WriteError, atomic_write_bytes, check_folder, atomic_write_json, atomic_write_parquet, read_json
+from grokscope.io import (RunDirError, WriteError, atomic_write_bytes, atomic_write_json, atomic_write_parquet, check_folder,
+                          read_json)
 
 log = logging.getLogger(__name__)
 
@@ -449,7 +450,7 @@ def check_outs(stores: Sequence[RunStore], resume: bool, overwrite: bool) -> Non
             raise RunDirError(f"{store.path} is a file, not a run directory; choose another --out")
         elif not store.path.exists():
             check_folder(store.path)
-        elif store.path.is_dir() and any(not _start_leftover(p.name) for p in store.path.iterdir()):
+        elif any(not _start_leftover(p.name) for p in store.path.iterdir()):  # an existing folder
             if not overwrite:
                 _refuse_existing(store)
             _check_overwritable(store)

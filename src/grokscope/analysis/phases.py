@@ -103,14 +103,12 @@ def grokking_step(metrics: pd.DataFrame, level: float = 0.99) -> int | None:
 def grokking_times(metrics: pd.DataFrame, rule: PhaseRule = PhaseRule()) -> dict[str, dict[str, int | None]]:
     """{"0.5": {"first": step, "sustained": step}, "0.9": ..., "0.99": ...} over the logged test accuracy.
     sustained: at or above the level at every logged step of [s, s + sustain_steps], which must lie in the run."""
-    out: dict[str, dict[str, int | None]] = {}
-    if metrics is None or "test_acc" not in metrics:
+    df = _sorted(metrics) if metrics is not None and "test_acc" in metrics else None
+    if df is None or not len(df):
         return {str(level): {"first": None, "sustained": None} for level in GROK_LEVELS}
-    df = _sorted(metrics)
     steps, acc = df["step"].to_numpy(dtype=np.int64), df["test_acc"].to_numpy(dtype=np.float64)
     n = len(acc)
-    if n == 0:
-        return {str(level): {"first": None, "sustained": None} for level in GROK_LEVELS}
+    out: dict[str, dict[str, int | None]] = {}
     for level in GROK_LEVELS:
         above = acc >= level
         below_from = np.full(n + 1, n)  # below_from[i]: the first index >= i below the level (n: none)
@@ -132,7 +130,8 @@ def _running_median(y: np.ndarray, w: int) -> np.ndarray:
 
 
 class _Curve:
-    """log10 of one positive curve on the uniform grid, smoothed, with its fall rate."""
+    """log10 of one positive curve on the uniform grid, smoothed, with its fall rate (built by `_curve`,
+    which keeps only curves with >= 3 usable points)."""
 
     def __init__(self, steps: np.ndarray, values: np.ndarray, logged: np.ndarray, rule: PhaseRule) -> None:
         ok = np.isfinite(values) & (values > 0)
@@ -151,32 +150,32 @@ class _Curve:
         j = int(np.searchsorted(self.logged, self.grid[i] - 1e-9))
         return int(self.logged[min(j, self.logged.size - 1)])
 
-    def _from(self, after: float | None) -> np.ndarray:
-        return np.nonzero(self.grid >= (after if after is not None else self.grid[0]))[0]
+    def _steepest(self, after: float | None) -> tuple[int, int] | None:
+        """(first grid index searched, index of the steepest fall) from `after` on; None if the curve never falls."""
+        idx = np.nonzero(self.grid >= (after if after is not None else self.grid[0]))[0]
+        if idx.size == 0:
+            return None
+        i_star = int(idx[np.argmax(self.rate[idx])])
+        return (int(idx[0]), i_star) if self.rate[i_star] > 0 else None
 
     def level_off(self, after: float | None, frac: float) -> int | None:
         """The first step past the steepest fall (from `after` on) where the fall rate is below frac x the steepest."""
-        idx = self._from(after) if self.ok else np.array([], dtype=int)
-        if idx.size == 0:
+        found = self._steepest(after)
+        if found is None:
             return None
-        i_star = idx[np.argmax(self.rate[idx])]
-        if not self.rate[i_star] > 0:
-            return None
+        i_star = found[1]
         later = np.nonzero(self.rate[i_star:] < frac * self.rate[i_star])[0]
         return self.snap(i_star + int(later[0])) if later.size else None
 
     def change(self, after: float | None, rule: PhaseRule) -> Change | None:
         """The phase change (module docstring) from `after` on, or None."""
-        idx = self._from(after) if self.ok else np.array([], dtype=int)
-        if idx.size == 0:
+        found = self._steepest(after)
+        if found is None:
             return None
-        i_star = idx[np.argmax(self.rate[idx])]
-        r_star = self.rate[i_star]
-        if not r_star > 0:
-            return None
-        above = self.rate >= rule.rate_frac * r_star
+        first, i_star = found
+        above = self.rate >= rule.rate_frac * self.rate[i_star]
         lo = hi = i_star
-        while lo > idx[0] and above[lo - 1]:
+        while lo > first and above[lo - 1]:
             lo -= 1
         while hi < rule.n_grid - 1 and above[hi + 1]:
             hi += 1
