@@ -47,8 +47,10 @@ def test_sweep_speed_runs():
 
 
 def test_reproducibility_runs():
-    out = run("reproducibility.py", "--runs", "2", "--preset", "tiny", "--epochs", "5", "--parallel", "2")
-    assert "machine: " in out and "distinct trajectories: " in out and "of 2 processes" in out
+    out = run("reproducibility.py", "--runs", "1", "--preset", "tiny", "--epochs", "5", "--parallel", "2",
+              "--modes", "default", "deterministic")
+    assert "machine: " in out and "default: distinct trajectories 1 of 1 processes" in out
+    assert "deterministic: distinct trajectories 1 of 1 processes" in out and "deterministic / default median time" in out
 
 
 def test_gpu_ensemble_smoke_runs_on_cpu():

@@ -1,5 +1,9 @@
 """CPU process settings: denormals flushed on every torch thread inside the block, restored after it."""
 
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -31,3 +35,18 @@ def test_flush_denormals_reaches_every_thread_and_is_undone() -> None:
 
 def test_keep_freed_memory_is_harmless_to_repeat() -> None:
     assert keep_freed_memory() == keep_freed_memory()
+
+
+def test_the_ops_settled_before_training_are_mkl_code_and_all_exist() -> None:
+    """settle_vector_math rests on exp being MKL's code where torch has MKL: MKL's mode changes its bits."""
+    from grokscope.cpu import VML_OPS, mkl_mode, settle_vector_math
+
+    settle_vector_math()  # every name is a tensor method that runs
+    assert all(callable(getattr(torch.ones(1), op)) for op in VML_OPS)
+    if mkl_mode() is None:
+        pytest.skip("torch is built without a reachable MKL")
+    code = ("import hashlib, torch; x = torch.linspace(-20, 0, 10007, dtype=torch.float64); "
+            "print(hashlib.sha256(x.exp().numpy().tobytes()).hexdigest())")
+    digests = {mode: subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                                    env={**os.environ, "MKL_CBWR": mode}).stdout for mode in ("AUTO", "COMPATIBLE")}
+    assert digests["AUTO"] != digests["COMPATIBLE"]

@@ -51,3 +51,17 @@ def test_a_killed_cuda_run_resumes_to_the_same_numbers(tmp_path):
     a, b = grokscope.load_run(full).metrics, grokscope.load_run(part).metrics
     assert len(a) == len(b)
     assert (abs(a.train_loss - b.train_loss) <= 1e-5 * a.train_loss.abs() + 1e-7).all()
+
+
+def test_deterministic_mode_gives_the_same_bits_twice_on_cuda(tmp_path):
+    import subprocess
+    import sys
+
+    import pandas as pd
+
+    for name in ("a", "b"):  # fresh processes: deterministic mode is process-wide
+        subprocess.run([sys.executable, "-m", "grokscope.cli", "train", "--preset", "tiny", "--out", str(tmp_path / name),
+                        "--set", "train.device=cuda", "--set", "train.deterministic=true", "--set", "train.epochs=60",
+                        "--set", "train.progress=false"], check=True, capture_output=True, timeout=600)
+    a, b = (pd.read_parquet(tmp_path / n / "metrics.parquet") for n in "ab")
+    assert a[["train_loss", "test_loss"]].equals(b[["train_loss", "test_loss"]])

@@ -162,6 +162,7 @@ class TrainConfig:
     engine: Literal["auto", "fast", "generic"] = "auto"  # auto picks fast where the model allows
     on_nonfinite: Literal["stop", "skip"] = "stop"  # NaN/inf loss: stop the run, or skip the step
     progress: bool = True  # show a progress bar (only when stderr is a terminal)
+    deterministic: bool = False  # bit-identical across processes on one machine (grokscope.determinism)
 
     def check(self) -> None:
         if self.epochs < 1:

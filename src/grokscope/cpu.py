@@ -10,8 +10,8 @@ import contextlib
 import ctypes
 import functools
 import logging
-import os
 import sys
+from pathlib import Path
 from typing import Iterator
 
 import torch
@@ -74,6 +74,30 @@ def flush_denormals() -> Iterator[bool]:
             _set_on_every_thread(False)
 
 
+# torch's CPU ops that go through MKL's vector math library (VML) where torch is built with MKL.
+VML_OPS = ("exp", "expm1", "log", "log1p", "log2", "log10", "sqrt", "rsqrt", "tanh", "sigmoid", "sin", "cos", "erf")
+
+
+@functools.lru_cache(maxsize=1)
+def settle_vector_math() -> None:
+    """Call each VML op once on one thread, so that no training step is a VML function's first call.
+
+    Why: torch computes exp, log, tanh... on CPU through MKL's VML (MKL_CBWR changes their results,
+    so it is MKL's code), and VML picks its code path at a function's first call in the process.
+    When two threads make that first call at once, one thread's share sometimes runs on another
+    path. Measured on the canonical config (2 threads, Xeon, 2026-12-02): the first training step's
+    float64 exp in the loss differed in ~half of its 432,903 values in 6 of 100 processes (one
+    thread's half), so the step-0 loss differed at ~1e-12 and the trajectory split from step 2 on;
+    later calls agreed in every process. An 8-element call (below torch's parallel grain: one thread)
+    settles the choice first: with it, 110 of 110 processes gave one trajectory (benchmarks/
+    reproducibility.py; docs/training.md, "Reproducibility").
+    """
+    for dtype in (torch.float32, torch.float64):
+        x = torch.full((8,), 0.5, dtype=dtype)
+        for op in VML_OPS:
+            getattr(x, op)()
+
+
 def keep_freed_memory(trim_bytes: int = 1 << 29) -> bool:
     """Ask glibc to keep freed large blocks for reuse; True if it took. Process-wide; call once.
 
@@ -132,11 +156,44 @@ def describe_machine() -> str:
             f"{blas_version()}")
 
 
+# mkl_cbwr.h: the branch ids and the "MKL already ran" error of mkl_cbwr_set.
+CBWR_BRANCH, CBWR_BRANCH_OFF, CBWR_AUTO = 1, 1, 2  # component selector; mode ids
+CBWR_NAMES = {1: "OFF", 2: "AUTO", 3: "COMPATIBLE", 4: "SSE2", 6: "SSSE3", 7: "SSE4_1", 8: "SSE4_2", 9: "AVX",
+               10: "AVX2", 12: "AVX512", 14: "AVX512_E1"}
+CBWR_MODE_CHANGE_FAILURE = -8
+
+
+@functools.lru_cache(maxsize=1)
+def mkl_library() -> ctypes.CDLL | None:
+    """torch's MKL service layer (statically linked into libtorch_cpu), or None in a build without MKL."""
+    if not torch.backends.mkl.is_available():
+        return None
+    path = Path(torch.__file__).parent / "lib" / "libtorch_cpu.so"
+    try:
+        lib = ctypes.CDLL(str(path))
+        lib.mkl_serv_cbwr_get.argtypes = lib.mkl_serv_cbwr_set.argtypes = [ctypes.c_int]
+        lib.MKL_Set_Dynamic.argtypes = [ctypes.c_int]
+        return lib
+    except (OSError, AttributeError):
+        log.warning("MKL's reproducibility mode is out of reach in this torch build; set MKL_CBWR=AUTO yourself")
+        return None
+
+
+def mkl_mode() -> str | None:
+    """MKL's conditional numerical reproducibility branch in this process (OFF, AUTO, COMPATIBLE, AVX2...), or None without MKL."""
+    lib = mkl_library()
+    if lib is None:
+        return None
+    branch = lib.mkl_serv_cbwr_get(CBWR_BRANCH)
+    return CBWR_NAMES.get(branch, str(branch))
+
+
 def numerics(device: torch.device) -> dict:
     """What decides a run's float rounding, for config.json's meta: the same config and seed give the
     same numbers only where these agree (docs/training.md, "What is reproducible")."""
     out = {"cpu": cpu_model(), "capability": torch.backends.cpu.get_cpu_capability(), "threads": torch.get_num_threads(),
-           "blas": blas_version(), "torch": torch.__version__, "MKL_CBWR": os.environ.get("MKL_CBWR")}
+           "blas": blas_version(), "torch": torch.__version__, "mkl_cbwr": mkl_mode(),
+           "deterministic_algorithms": torch.are_deterministic_algorithms_enabled()}
     if device.type == "cuda":
         out["cuda_device"] = torch.cuda.get_device_name(device)
         out["cuda"] = torch.version.cuda

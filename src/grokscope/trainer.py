@@ -28,10 +28,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from grokscope import determinism
 from grokscope._version import __version__
 from grokscope.callbacks import Callback, TrainState
 from grokscope.config import ConfigError, RunConfig, flatten_dict
-from grokscope.cpu import flush_denormals, keep_freed_memory, numerics
+from grokscope.cpu import flush_denormals, keep_freed_memory, numerics, settle_vector_math
 from grokscope.engine import select_engine
 from grokscope.interventions import build_interventions
 from grokscope.io import progress_bar
@@ -175,6 +176,8 @@ def _prepare(cfgs: Sequence[RunConfig]):
     """The checks and objects a start needs before it writes anything: (device, tasks, model, engine)."""
     cfg = cfgs[0]
     device = resolve_device(cfg.train.device)
+    if cfg.train.deterministic:  # before anything runs a matrix product
+        determinism.enable(device)
     check_memory(cfg, len(cfgs), device)
     tasks = [make_task(c.task) for c in cfgs]
     model = make_model(cfg, tasks[0])
@@ -335,6 +338,7 @@ class Trainer:
             with contextlib.ExitStack() as cpu:
                 if self.device.type == "cpu":  # see grokscope.cpu: 2x faster steps once the run has memorised
                     keep_freed_memory()
+                    settle_vector_math()  # the same numbers in every process (grokscope.cpu)
                     cpu.enter_context(flush_denormals())
                 state = self._loop(bar)
         finally:

@@ -6,7 +6,8 @@ same product into a fresh tensor). Where the engine has formulations that give b
 results (checked here before any is timed), `fastest` times each a few times on the real shapes
 and keeps the winner for this machine in ~/.cache/grokscope/kernels.json (keyed by CPU model,
 vector capability, thread count, torch version and shapes), so later processes skip the timing.
-Set GROKSCOPE_KERNELS=off to always take the first formulation; a choice never changes a result.
+Set GROKSCOPE_KERNELS=off (or train with `train.deterministic`, which calls `pin_first`) to always
+take the first formulation, untimed.
 """
 
 from __future__ import annotations
@@ -26,6 +27,13 @@ log = logging.getLogger(__name__)
 
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "grokscope" / "kernels.json"
 _chosen: dict[str, str] = {}
+_pinned = False
+
+
+def pin_first(on: bool = True) -> None:
+    """Process-wide: always take each product's first formulation, untimed (grokscope.determinism)."""
+    global _pinned
+    _pinned = on
 
 
 def _key(name: str, shapes: tuple) -> str:
@@ -55,7 +63,7 @@ def fastest(name: str, variants: dict[str, Callable[[], torch.Tensor]], shapes: 
     All variants must give bit-identical results; one that does not is dropped with a warning.
     """
     first = next(iter(variants))
-    if os.environ.get("GROKSCOPE_KERNELS") == "off" or len(variants) == 1:
+    if _pinned or os.environ.get("GROKSCOPE_KERNELS") == "off" or len(variants) == 1:
         return first
     key = _key(name, shapes)
     if key in _chosen:
