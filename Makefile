@@ -4,13 +4,13 @@ PY ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: demo test test-all install browser bench clean
+.PHONY: demo test test-all install browser bench wheel-check clean
 
 $(BIN)/.grokscope-installed: pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e '.[test,ray]'
+	$(BIN)/python -m pip install -q -e '.[test,ray,wandb,tensorboard,notebooks]'
 	touch $@
 
 install: $(BIN)/.grokscope-installed
@@ -26,6 +26,9 @@ test: install browser
 
 test-all: install browser
 	$(BIN)/python -m pytest -q -m ''
+
+wheel-check: install
+	bash scripts/wheel_check.sh $(BIN)/python
 
 bench: install
 	$(BIN)/python benchmarks/train_speed.py

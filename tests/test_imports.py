@@ -12,7 +12,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "grokscope"
 LAYERS = [
     {"_version", "config", "io", "cpu"},
     {"presets", "tasks", "models", "optim", "loss", "callbacks"},
-    {"engine", "interventions", "runstore", "determinism"},
+    {"engine", "interventions", "runstore", "determinism", "loggers"},
     {"trainer", "run"},
     {"analysis"},
     {"sweeps"},

@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+from grokscope._version import __version__
 from grokscope.config import ConfigError, RunConfig, parse_seeds, parse_set
 from grokscope.presets import make_config
 from grokscope.io import RunDirError, WriteError, progress_bar
@@ -28,16 +29,17 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _config_from_args(args: argparse.Namespace) -> RunConfig:
-    return make_config(args.config, args.preset, parse_set(args.set or []))
+    sets = [*(args.set or []), *([f"train.log={args.log}"] if getattr(args, "log", None) else [])]
+    return make_config(args.config, args.preset, parse_set(sets))
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from grokscope.trainer import check_ensemble_size, default_out, plan, train, train_ensemble
 
     if args.resume:
-        if args.config or args.preset or args.set or args.seeds is not None or args.out or args.overwrite:
-            raise UsageError("--resume RUN continues a run with its stored config; drop CONFIG, --preset, --set, --seeds, "
-                             "--out and --overwrite")
+        if args.config or args.preset or args.set or args.log or args.seeds is not None or args.out or args.overwrite:
+            raise UsageError("--resume RUN continues a run with its stored config; drop CONFIG, --preset, --set, --log, "
+                             "--seeds, --out and --overwrite")
         cfgs, outs = [_stored_config(Path(args.resume))], [Path(args.resume)]
     else:
         cfg = _config_from_args(args)
@@ -115,7 +117,13 @@ def _expand_runs(paths: list[str]) -> list[str]:
 
 def cmd_analyze(args: argparse.Namespace) -> int:
     from grokscope.analysis import KeyRule, analyze
+    from grokscope.loggers import check_backend, log_progress
 
+    if args.log:
+        try:
+            check_backend(args.log)
+        except ConfigError as err:  # the flag, not the config key, is what the user typed
+            raise ConfigError("--log", str(err).split(": ", 1)[1]) from None
     for run in _expand_runs(args.runs):
         t0 = time.perf_counter()
         with progress_bar(None, unit="ckpt", desc=str(run)) as bar:
@@ -130,6 +138,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
                 if err.key in _FLAGS:
                     raise ConfigError(_FLAGS[err.key], str(err).split(": ", 1)[1]) from None
                 raise
+        if args.log:
+            log_progress(args.log, run, result.progress)
         summary = result.summary
         print(f"{run}: {summary.get('n_checkpoints')} checkpoints analysed in {time.perf_counter() - t0:.1f} s, "
               f"written to {result.path}; analyses {', '.join(summary.get('analyses') or []) or 'none'}; "
@@ -219,6 +229,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="grokscope", description="Train, analyse and report grokking runs.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")
+    parser.add_argument("--version", action="version", version=f"grokscope {__version__}")
     sub = parser.add_subparsers(dest="verb", required=True, parser_class=_Parser)
 
     p = sub.add_parser("train", help="train one run (or an ensemble with --seeds)")
@@ -231,6 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace the run already in --out (its run files are deleted)")
     p.add_argument("--dry-run", action="store_true",
                    help="check the config, memory and output folder, say what would be trained, and write nothing")
+    p.add_argument("--log", metavar="BACKEND", help="also log metrics to wandb or tensorboard (= --set train.log=BACKEND)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("analyze", help="write RUN/analysis/")
@@ -238,6 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-checkpoints", type=int, metavar="N", help="analyse N evenly spaced checkpoints (default: all)")
     p.add_argument("--threshold", type=float, default=0.85,
                    help="share of a neuron's variance in one frequency to count it single-frequency (default 0.85)")
+    p.add_argument("--log", metavar="BACKEND", help="also log the progress measures to wandb or tensorboard")
     p.set_defaults(func=cmd_analyze)
 
     p = sub.add_parser("report", help="write RUN/report.html, or a comparison report for several runs")

@@ -163,6 +163,7 @@ class TrainConfig:
     on_nonfinite: Literal["stop", "skip"] = "stop"  # NaN/inf loss: stop the run, or skip the step
     progress: bool = True  # show a progress bar (only when stderr is a terminal)
     deterministic: bool = False  # bit-identical across processes on one machine (grokscope.determinism)
+    log: Literal["none", "wandb", "tensorboard"] = "none"  # also log metrics to W&B or TensorBoard (grokscope.loggers)
 
     def check(self) -> None:
         if self.epochs < 1:

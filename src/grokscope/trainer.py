@@ -36,6 +36,7 @@ from grokscope.cpu import flush_denormals, keep_freed_memory, numerics, settle_v
 from grokscope.engine import select_engine
 from grokscope.interventions import build_interventions
 from grokscope.io import progress_bar
+from grokscope.loggers import MetricsLogger, check_backend
 from grokscope.loss import loss_dtype, masked_cross_entropy
 from grokscope.models import make_model
 from grokscope.optim import FlatAdamW, ParamLayout, lr_at
@@ -179,6 +180,7 @@ def _prepare(cfgs: Sequence[RunConfig]):
     if cfg.train.deterministic:  # before anything runs a matrix product
         determinism.enable(device)
     check_memory(cfg, len(cfgs), device)
+    check_backend(cfg.train.log)
     tasks = [make_task(c.task) for c in cfgs]
     model = make_model(cfg, tasks[0])
     return device, tasks, model, select_engine(cfg, tasks[0], model)
@@ -239,6 +241,8 @@ class Trainer:
             self.start_step = 0
             self._callback_state: list[dict[str, Tensor]] = []
             self._restore() if resume else write_headers(self.stores, self._configs, self._splits, self._meta())
+            if cfg.train.log != "none":  # after the headers: a logger writes into the run directories
+                self.callbacks.append(MetricsLogger(cfg.train.log, outs, self._configs))
         except BaseException:  # disk full, damaged metrics: leave no lock held in this process
             release_all(self.stores)
             raise

@@ -1,0 +1,165 @@
+"""Experiment loggers: a run's metrics, and its analysis's progress measures, to W&B or TensorBoard.
+
+Off by default and never required (`train.log`: none | wandb | tensorboard; the CLI's `--log`).
+The run directory stays the record; a logger is a view of it in the tool a lab already watches.
+Each ensemble member is its own logged run, named after its run directory and grouped by the
+ensemble's first directory, so a sweep's members line up in W&B's group view.
+
+- TensorBoard: event files in `RUN/tensorboard/` (`tensorboard --logdir runs/`). Needs the
+  `tensorboard` package (`pip install 'grokscope[tensorboard]'`).
+- W&B: a run under `RUN/wandb/`, online where an API key is configured and offline otherwise (or
+  as `WANDB_MODE` says); an offline run uploads later with `wandb sync RUN/wandb/offline-run-*`.
+  The W&B run id is kept in `RUN/wandb_id.txt`, so a resumed training and a later `grokscope
+  analyze --log wandb` write to the same W&B run. Needs `wandb` (`pip install 'grokscope[wandb]'`).
+
+Training metrics are logged under `metrics/` at the training step, the analysis's progress table
+under `progress/` with its checkpoint step (W&B: against a `checkpoint_step` axis, since W&B only
+accepts increasing steps on its own axis).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import netrc
+import numbers
+import os
+import uuid
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from grokscope.callbacks import Callback, TrainState
+from grokscope.config import ConfigError
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("none", "wandb", "tensorboard")
+_EXTRA = {"wandb": "wandb", "tensorboard": "tensorboard"}
+
+
+def _need(backend: str):
+    """Import the backend's package, or refuse in one line naming the extra that provides it."""
+    try:
+        if backend == "wandb":
+            import wandb
+
+            return wandb
+        from torch.utils.tensorboard import SummaryWriter
+
+        return SummaryWriter
+    except ImportError:
+        raise ConfigError("train.log", f"{backend!r} needs its package: pip install 'grokscope[{_EXTRA[backend]}]' "
+                          f"(allowed: {', '.join(BACKENDS)})") from None
+
+
+def check_backend(backend: str) -> None:
+    """Refuse an unknown backend, or one whose package is missing, before anything is written."""
+    if backend not in BACKENDS:
+        raise ConfigError("train.log", f"must be one of {', '.join(BACKENDS)} (got {backend!r})")
+    if backend != "none":
+        _need(backend)
+
+
+class _Writer:
+    """One logged run: scalars at a step on an axis ("metrics" = training steps, "progress" = checkpoints)."""
+
+    def scalars(self, axis: str, step: int, values: dict[str, float]) -> None: ...
+    def close(self) -> None: ...
+
+
+class _TensorBoard(_Writer):
+    def __init__(self, run_dir: Path) -> None:
+        self.writer = _need("tensorboard")(log_dir=str(run_dir / "tensorboard"))
+
+    def scalars(self, axis: str, step: int, values: dict[str, float]) -> None:
+        for k, v in values.items():
+            self.writer.add_scalar(f"{axis}/{k}", v, step)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+class _Wandb(_Writer):
+    def __init__(self, run_dir: Path, config: dict | None, group: str) -> None:
+        wandb = _need("wandb")
+        id_file = run_dir / "wandb_id.txt"
+        run_id = id_file.read_text().strip() if id_file.is_file() else uuid.uuid4().hex[:8]
+        if not id_file.is_file():
+            from grokscope.io import atomic_write_text
+
+            atomic_write_text(id_file, run_id + "\n")
+        mode = os.environ.get("WANDB_MODE") or ("online" if _wandb_key() else "offline")
+        self.run = wandb.init(project=os.environ.get("WANDB_PROJECT", "grokscope"), dir=str(run_dir), id=run_id,
+                              name=run_dir.name, group=group, config=config, mode=mode, resume="allow",
+                              reinit="create_new")
+        self.run.define_metric("checkpoint_step")
+        self.run.define_metric("progress/*", step_metric="checkpoint_step")
+        if mode == "offline":
+            log.info("W&B run %s is offline; upload it with: wandb sync %s", run_id, run_dir / "wandb")
+
+    def scalars(self, axis: str, step: int, values: dict[str, float]) -> None:
+        row = {f"{axis}/{k}": v for k, v in values.items()}
+        if axis == "metrics":
+            self.run.log(row, step=step)
+        else:
+            self.run.log({**row, "checkpoint_step": step})
+
+    def close(self) -> None:
+        self.run.finish()
+
+
+def open_writer(backend: str, run_dir: str | Path, config: dict | None = None, group: str | None = None) -> _Writer:
+    run_dir = Path(run_dir)
+    if backend == "tensorboard":
+        return _TensorBoard(run_dir)
+    if backend == "wandb":
+        return _Wandb(run_dir, config, group or run_dir.name)
+    raise ConfigError("train.log", f"must be one of {', '.join(BACKENDS)} (got {backend!r})")
+
+
+class MetricsLogger(Callback):
+    """Logs every member's metrics row at each evaluation step (a training callback)."""
+
+    def __init__(self, backend: str, outs: Sequence[str | Path], configs: Sequence[dict]) -> None:
+        group = Path(outs[0]).name
+        self.writers = [open_writer(backend, o, c, group) for o, c in zip(outs, configs)]
+
+    def on_eval(self, state: TrainState) -> None:
+        for writer, row in zip(self.writers, state.rows):
+            writer.scalars("metrics", state.step, {k: v for k, v in row.items() if k not in ("step", "epoch")})
+
+    def on_end(self, state: TrainState) -> None:
+        for writer in self.writers:
+            writer.close()
+
+
+def log_progress(backend: str, run_dir: str | Path, progress: pd.DataFrame) -> int:
+    """Log an analysis's progress table (one row per checkpoint) to `backend`; returns the rows logged."""
+    check_backend(backend)
+    if backend == "none" or progress.empty:
+        return 0
+    writer = open_writer(backend, run_dir)
+    try:
+        for _, row in progress.iterrows():
+            values = {k: float(v) for k, v in row.items() if k != "step" and _is_number(v)}
+            writer.scalars("progress", int(row["step"]), values)
+    finally:
+        writer.close()
+    return len(progress)
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_)) and math.isfinite(float(v))
+
+
+def _wandb_key() -> bool:
+    """Whether W&B can log in without asking: WANDB_API_KEY, or `wandb login`'s ~/.netrc entry."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    try:
+        return netrc.netrc().authenticators("api.wandb.ai") is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
