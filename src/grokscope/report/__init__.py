@@ -36,7 +36,7 @@ def write_report(runs: Any, out: str | Path | None = None, png_dir: str | Path |
     runs: one run (path or Run) or a sequence of them. One run -> RUN/report.html; several -> a
     comparison report at `out` (default ./comparison.html); a sweep folder -> its sweep report
     (SWEEP/report.html). png_dir: also write every figure as
-    PNG and the circle-formation animation as GIF (needs matplotlib). reanalyze: run
+    PNG and the circle-formation animation as GIF (kaleido and a browser: report.static). reanalyze: run
     `grokscope.analyze` on each run first (a report warns when an analysis is older than its run).
     """
     if isinstance(runs, (str, Path)) or not isinstance(runs, Sequence):
@@ -48,7 +48,10 @@ def write_report(runs: Any, out: str | Path | None = None, png_dir: str | Path |
             raise RunDirError(f"{out} is a folder; --out names the HTML file to write")
         check_folder(Path(out).parent)
     if png_dir is not None:
+        from grokscope.report.static import check_export
+
         check_folder(png_dir)
+        check_export()  # kaleido and a browser, before the page is written
     t0 = time.perf_counter()
     if len(runs) == 1 and isinstance(runs[0], (str, Path)):
         from grokscope.sweeps import load_sweep
