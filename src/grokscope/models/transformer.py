@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from contextlib import contextmanager
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -179,6 +179,24 @@ class Transformer(nn.Module):
         if hasattr(self.unembed, "b_U"):
             logits = logits + self.unembed.b_U
         return logits
+
+    # -- TransformerLens (grokscope.models.tl_interop) ------------------------------------------
+    def to_hooked_transformer(self) -> Any:
+        """This model as a transformer_lens.HookedTransformer with the same weights."""
+        from grokscope.models.tl_interop import to_hooked_transformer
+
+        return to_hooked_transformer(self)
+
+    @classmethod
+    def from_hooked_transformer(cls, ht: Any) -> "Transformer":
+        """A grokscope Transformer holding a HookedTransformer's weights."""
+        from grokscope.models.tl_interop import from_hooked_transformer
+
+        cfg, d_vocab, d_vocab_out, n_ctx, sd = from_hooked_transformer(ht)
+        model = cls(cfg, d_vocab, d_vocab_out, n_ctx)
+        ours = model.state_dict()
+        model.load_state_dict({k: sd[k].to(ours[k].dtype) for k in ours})
+        return model.to(sd["embed.W_E"].device)
 
     # -- initialisation -------------------------------------------------------------------------
     @torch.no_grad()
