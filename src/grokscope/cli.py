@@ -100,8 +100,13 @@ def _print_headline(path: Path, seconds: float) -> None:
     print(f"grokking epoch (first test_acc >= 0.99): {epoch}")
 
 
-# analyze() names its own arguments; the CLI names them as flags
-_FLAGS = {"max_checkpoints": "--max-checkpoints", "key_rule.threshold": "--threshold"}
+# analyze() and the loggers name their own arguments; the CLI names them as flags
+_FLAGS = {"max_checkpoints": "--max-checkpoints", "key_rule.threshold": "--threshold", "train.log": "--log"}
+
+
+def _as_flag(err: ConfigError) -> ConfigError:
+    """The same error named by the flag the user typed, where a flag stands for the field."""
+    return ConfigError(_FLAGS[err.key], str(err).split(": ", 1)[1]) if err.key in _FLAGS else err
 
 
 def _expand_runs(paths: list[str]) -> list[str]:
@@ -122,8 +127,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     if args.log:
         try:
             check_backend(args.log)
-        except ConfigError as err:  # the flag, not the config key, is what the user typed
-            raise ConfigError("--log", str(err).split(": ", 1)[1]) from None
+        except ConfigError as err:
+            raise _as_flag(err) from None
     for run in _expand_runs(args.runs):
         t0 = time.perf_counter()
         with progress_bar(None, unit="ckpt", desc=str(run)) as bar:
@@ -135,9 +140,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
                 result = analyze(run, max_checkpoints=args.max_checkpoints, progress=progress,
                                  key_rule=KeyRule(threshold=args.threshold))
             except ConfigError as err:
-                if err.key in _FLAGS:
-                    raise ConfigError(_FLAGS[err.key], str(err).split(": ", 1)[1]) from None
-                raise
+                raise _as_flag(err) from None
         if args.log:
             log_progress(args.log, run, result.progress)
         summary = result.summary

@@ -33,11 +33,11 @@ import pandas as pd
 
 from grokscope.callbacks import Callback, TrainState
 from grokscope.config import ConfigError
+from grokscope.io import atomic_write_text
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("none", "wandb", "tensorboard")
-_EXTRA = {"wandb": "wandb", "tensorboard": "tensorboard"}
+BACKENDS = ("none", "wandb", "tensorboard")  # each package's extra has the backend's name
 
 
 def _need(backend: str):
@@ -51,7 +51,7 @@ def _need(backend: str):
 
         return SummaryWriter
     except ImportError:
-        raise ConfigError("train.log", f"{backend!r} needs its package: pip install 'grokscope[{_EXTRA[backend]}]' "
+        raise ConfigError("train.log", f"{backend!r} needs its package: pip install 'grokscope[{backend}]' "
                           f"(allowed: {', '.join(BACKENDS)})") from None
 
 
@@ -86,10 +86,10 @@ class _Wandb(_Writer):
     def __init__(self, run_dir: Path, config: dict | None, group: str) -> None:
         wandb = _need("wandb")
         id_file = run_dir / "wandb_id.txt"
-        run_id = id_file.read_text().strip() if id_file.is_file() else uuid.uuid4().hex[:8]
-        if not id_file.is_file():
-            from grokscope.io import atomic_write_text
-
+        if id_file.is_file():
+            run_id = id_file.read_text().strip()
+        else:
+            run_id = uuid.uuid4().hex[:8]
             atomic_write_text(id_file, run_id + "\n")
         mode = os.environ.get("WANDB_MODE") or ("online" if _wandb_key() else "offline")
         self.run = wandb.init(project=os.environ.get("WANDB_PROJECT", "grokscope"), dir=str(run_dir), id=run_id,
@@ -112,12 +112,14 @@ class _Wandb(_Writer):
 
 
 def open_writer(backend: str, run_dir: str | Path, config: dict | None = None, group: str | None = None) -> _Writer:
+    """A writer for one run directory; `backend` is wandb or tensorboard ("none" has no writer)."""
+    check_backend(backend)
     run_dir = Path(run_dir)
     if backend == "tensorboard":
         return _TensorBoard(run_dir)
     if backend == "wandb":
         return _Wandb(run_dir, config, group or run_dir.name)
-    raise ConfigError("train.log", f"must be one of {', '.join(BACKENDS)} (got {backend!r})")
+    raise ValueError("train.log=none logs nothing: there is no writer to open")
 
 
 class MetricsLogger(Callback):

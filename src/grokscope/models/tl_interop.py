@@ -19,25 +19,19 @@ import torch
 
 from grokscope.config import ModelConfig
 
-_ATTN_BIASES = {"b_Q": "qkv", "b_K": "qkv", "b_V": "qkv", "b_O": "out"}
+_ATTN_BIASES = ("b_Q", "b_K", "b_V", "b_O")
 
 
 def _tl():
+    """transformer_lens, where it still has HookedTransformer (2.x, 3.x)."""
     try:
         import transformer_lens
-    except ImportError:
-        raise ImportError("TransformerLens interop needs transformer_lens 2.x or 3.x: pip install 'grokscope[tl]'") from None
-    if not hasattr(transformer_lens, "HookedTransformerConfig") or not _has_hooked(transformer_lens):
-        raise ImportError(f"transformer_lens {getattr(transformer_lens, '__version__', '4+')} has no HookedTransformer "
-                          "(removed in 4.0); install transformer_lens<4 for this interop")
+
+        transformer_lens.HookedTransformer, transformer_lens.HookedTransformerConfig  # noqa: B018
+    except ImportError as err:  # 4.x raises ImportError on HookedTransformer itself
+        raise ImportError("TransformerLens interop needs transformer_lens 2.x or 3.x (4.0 removed HookedTransformer): "
+                          f"pip install 'grokscope[tl]' ({str(err).splitlines()[0]})") from None
     return transformer_lens
-
-
-def _has_hooked(module: Any) -> bool:
-    try:
-        return module.HookedTransformer is not None
-    except ImportError:
-        return False
 
 
 def to_hooked_transformer(model: Any) -> Any:

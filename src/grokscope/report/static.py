@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 WIDTH = 1100  # px: the report page's figure width
 GIF_WIDTH = 800
+GIF_FRAMES, FRAME_MS = 24, 250  # at most 24 frames, 250 ms each
 
 
 def check_export() -> None:
@@ -44,8 +45,8 @@ def check_export() -> None:
                           "(scripts/install_browser.sh), set BROWSER_PATH, or run plotly_get_chrome")
 
 
-def _size(fig: go.Figure, width: int) -> tuple[int, int]:
-    return width, int(fig.layout.height or 500)
+def _height(fig: go.Figure) -> int:
+    return int(fig.layout.height or 500)
 
 
 def _frame_figures(fig: go.Figure, max_frames: int) -> list[go.Figure]:
@@ -60,7 +61,7 @@ def _frame_figures(fig: go.Figure, max_frames: int) -> list[go.Figure]:
     out = []
     for i in keep:
         fr = frames[i]
-        d = copy.deepcopy({k: v for k, v in base.items() if k not in ("frames",)})
+        d = copy.deepcopy({k: v for k, v in base.items() if k != "frames"})
         idx = fr.get("traces") or list(range(len(fr.get("data", []))))
         for j, tr in zip(idx, fr.get("data", [])):
             d["data"][j] = {**d["data"][j], **tr}
@@ -71,61 +72,68 @@ def _frame_figures(fig: go.Figure, max_frames: int) -> list[go.Figure]:
     return out
 
 
-def _render(figs: list[go.Figure], paths: list[Path], width: int) -> None:
-    """All figures in one kaleido session (one browser start, ~3 s). A figure kaleido reports as
-    failed, or leaves unwritten, is drawn once more on its own; then it is an error."""
+def _render(items: list[tuple[go.Figure, Path, int]]) -> None:
+    """Draw each (figure, PNG path, width) in one kaleido session (one browser start, ~3 s). What
+    kaleido reports as failed, or leaves unwritten, is drawn once more; then it is an error."""
     import kaleido
 
-    for p in paths:
+    for _, p, _ in items:
         p.parent.mkdir(parents=True, exist_ok=True)
         p.unlink(missing_ok=True)
-    todo = list(zip(figs, paths))
+    todo, errors = list(items), ()
     for attempt in (1, 2):
-        specs = [{"fig": f, "path": str(p), "opts": {"format": "png", "width": width, "height": _size(f, width)[1]}}
-                 for f, p in todo]
-        errors = kaleido.write_fig_from_object_sync(specs, cancel_on_error=False) or ()
-        todo = [(f, p) for f, p in todo if not p.is_file()]
         if not todo:
             return
-        log.warning("kaleido left %d of %d figures unwritten (attempt %d): %s", len(todo), len(specs), attempt,
-                    "; ".join(str(e) for e in errors) or "no error given")
-    raise RuntimeError(f"kaleido could not draw {', '.join(p.name for _, p in todo)}: "
-                       + ("; ".join(str(e) for e in errors) or "no error given"))
+        specs = [{"fig": f, "path": str(p), "opts": {"format": "png", "width": w, "height": _height(f)}} for f, p, w in todo]
+        errors = kaleido.write_fig_from_object_sync(specs, cancel_on_error=False) or ()
+        todo = [item for item in todo if not item[1].is_file()]
+        if todo:
+            log.warning("kaleido left %d of %d figures unwritten (attempt %d): %s", len(todo), len(specs), attempt,
+                        "; ".join(str(e) for e in errors) or "no error given")
+    if todo:
+        raise RuntimeError(f"kaleido could not draw {', '.join(p.name for _, p, _ in todo)}: "
+                           + ("; ".join(str(e) for e in errors) or "no error given"))
 
 
 def write_png(fig: go.Figure, path: str | Path, width: int = WIDTH) -> Path:
     """Save a figure as PNG (an animated figure as its initial state, as the page first shows it)."""
     check_export()
     path = Path(path)
-    _render([fig], [path], width)
+    _render([(fig, path, width)])
     return path
 
 
-def write_gif(fig: go.Figure, path: str | Path, width: int = GIF_WIDTH, frame_ms: int = 250, max_frames: int = 24) -> Path:
+def write_gif(fig: go.Figure, path: str | Path, width: int = GIF_WIDTH, frame_ms: int = FRAME_MS,
+              max_frames: int = GIF_FRAMES) -> Path:
     """Save an animated figure as a GIF, one image per plotly frame (at most max_frames)."""
     stills = _frame_figures(fig, max_frames)
     check_export()
-    from PIL import Image
-
     with tempfile.TemporaryDirectory() as tmp:
         pngs = [Path(tmp) / f"{i:03d}.png" for i in range(len(stills))]
-        _render(stills, pngs, width)
-        images = [Image.open(io.BytesIO(p.read_bytes())).convert("P", palette=Image.ADAPTIVE) for p in pngs]
-    path = Path(path)
+        _render([(f, p, width) for f, p in zip(stills, pngs)])
+        return _assemble_gif(pngs, Path(path), frame_ms)
+
+
+def _assemble_gif(pngs: list[Path], path: Path, frame_ms: int) -> Path:
+    from PIL import Image
+
+    images = [Image.open(io.BytesIO(p.read_bytes())).convert("P", palette=Image.ADAPTIVE) for p in pngs]
     path.parent.mkdir(parents=True, exist_ok=True)
     images[0].save(path, save_all=True, append_images=images[1:], duration=frame_ms, loop=0, optimize=True)
     return path
 
 
 def export_figures(figs: dict[str, go.Figure], png_dir: str | Path, gif: tuple[str, ...] = ("circles",)) -> list[Path]:
-    """PNG for every figure, plus a GIF for each named animation present; returns the files written."""
+    """PNG for every figure, plus a GIF for each named animation present; returns the files written.
+    The figures and the GIFs' frames are drawn in one kaleido session."""
     check_export()
     out = Path(png_dir)
-    paths = [out / f"{name}.png" for name in figs]
-    _render(list(figs.values()), paths, WIDTH)
-    written = list(paths)
-    for name, fig in figs.items():
-        if name in gif and fig.frames:
-            written.append(write_gif(fig, out / f"{name}.gif"))
-    log.info("exported %d files to %s", len(written), out)
-    return written
+    pngs = [out / f"{name}.png" for name in figs]
+    animations = {name: _frame_figures(fig, GIF_FRAMES) for name, fig in figs.items() if name in gif and fig.frames}
+    with tempfile.TemporaryDirectory() as tmp:
+        frames = {name: [Path(tmp) / f"{name}-{i:03d}.png" for i in range(len(st))] for name, st in animations.items()}
+        _render([(fig, p, WIDTH) for fig, p in zip(figs.values(), pngs)]
+                + [(f, p, GIF_WIDTH) for name, st in animations.items() for f, p in zip(st, frames[name])])
+        gifs = [_assemble_gif(frames[name], out / f"{name}.gif", FRAME_MS) for name in animations]
+    log.info("exported %d files to %s", len(pngs) + len(gifs), out)
+    return pngs + gifs
