@@ -4,13 +4,13 @@ PY ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: demo test test-all install browser bench wheel-check clean
+.PHONY: demo test test-all install browser bench wheel-check docs clean
 
 $(BIN)/.grokscope-installed: pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e '.[test,ray,wandb,tensorboard,notebooks,png,tl]'
+	$(BIN)/python -m pip install -q -e '.[test,ray,wandb,tensorboard,notebooks,png,tl,nnsight,docs]'
 	touch $@
 
 install: $(BIN)/.grokscope-installed
@@ -30,8 +30,11 @@ test-all: install browser
 wheel-check: install
 	bash scripts/wheel_check.sh $(BIN)/python
 
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict -d site
+
 bench: install
 	$(BIN)/python benchmarks/train_speed.py
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs site .pytest_cache

@@ -15,6 +15,7 @@ skips a block and says why. Other blocks (no language: layouts, diagrams) are pr
 
 from __future__ import annotations
 
+import linecache
 import os
 import re
 import shlex
@@ -98,6 +99,9 @@ def run_file(md: Path) -> list[str]:
             done.append(f"{where} skipped ({b.marker[5:].strip()})")
             continue
         if b.lang == "python":
+            # the source is registered as a notebook registers a cell's, so tracebacks show it and
+            # tools that read their caller's source (nnsight's trace blocks) find it
+            linecache.cache[where] = (len(b.code), None, b.code.splitlines(True), where)
             exec(compile(b.code, where, "exec"), namespace)
         elif b.lang == "bash":
             for line in b.code.splitlines():

@@ -15,10 +15,10 @@ import pytest
 from docs_snippets import blocks
 
 ROOT = Path(__file__).resolve().parents[1]
-DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 
 
-@pytest.mark.parametrize("md", DOCS, ids=[p.name for p in DOCS])
+@pytest.mark.parametrize("md", DOCS, ids=[str(p.relative_to(ROOT)) for p in DOCS])
 def test_snippets_run_as_written(md, tmp_path):
     shutil.copytree(ROOT / "examples", tmp_path / "examples")
     proc = subprocess.run([sys.executable, str(Path(__file__).parent / "docs_snippets.py"), str(md), str(tmp_path)],

@@ -10,6 +10,7 @@ import json
 import struct
 import subprocess
 import sys
+import time
 
 import pandas as pd
 import pytest
@@ -65,6 +66,17 @@ def _wandb_records(path):
     return out
 
 
+def _finished_records(path, timeout=60.0):
+    """The records once the run's exit record is written: W&B's service writes the file after
+    run.finish() returns (seen: a 7-byte file at first, complete ~1 s later)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        records = _wandb_records(path)
+        if any(r.WhichOneof("record_type") == "exit" for r in records) or time.monotonic() > deadline:
+            return records
+        time.sleep(0.2)
+
+
 def test_wandb_offline_holds_every_metrics_row_and_keeps_one_run_id(tmp_path, monkeypatch):
     pytest.importorskip("wandb")
     monkeypatch.setenv("WANDB_MODE", "offline")
@@ -73,7 +85,7 @@ def test_wandb_offline_holds_every_metrics_row_and_keeps_one_run_id(tmp_path, mo
     files = sorted((run / "wandb").glob("offline-run-*/run-*.wandb"))
     assert len(files) == 1
     history = {}
-    for record in _wandb_records(files[0]):
+    for record in _finished_records(files[0]):
         if record.WhichOneof("record_type") == "history":
             row = {item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in record.history.item}
             history[row["_step"]] = row
@@ -106,3 +118,23 @@ def test_overwrite_clears_a_logged_run(tmp_path):
     run = grokscope.train(tiny(**{"train.log": "tensorboard"}), tmp_path / "r")
     grokscope.train(tiny(), run, overwrite=True)
     assert not (run / "tensorboard").exists()
+
+
+def test_wandb_groups_an_ensembles_members_and_a_sweeps_trials(tmp_path, monkeypatch):
+    pytest.importorskip("wandb")
+    from grokscope.io import atomic_write_json
+    from grokscope.loggers import run_group
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    cfg = tiny(**{"train.log": "wandb"})
+    members = grokscope.train_ensemble([cfg, cfg.replace(**{"train.seed": 1})], [tmp_path / "ens" / "s0", tmp_path / "ens" / "s1"])
+    for member in members:
+        (file,) = (member / "wandb").glob("offline-run-*/run-*.wandb")
+        runs = [r.run for r in _finished_records(file) if r.WhichOneof("record_type") == "run"]
+        assert runs and {r.run_group for r in runs} == {"ensemble ens"}
+        assert run_group(member) == "ensemble ens"  # what a later `analyze --log wandb` uses
+    lone = grokscope.train(tiny(), tmp_path / "lone")
+    assert run_group(lone) is None
+    atomic_write_json(tmp_path / "sweep.json", {"name": "wd sweep"})
+    assert run_group(lone) == "sweep wd sweep"

@@ -41,6 +41,15 @@ def test_spec_expands_grid_trials_random_and_seeds():
     assert [t.config.optim.eps for t in again.trials] == [t.config.optim.eps for t in load_spec(again.raw).trials]
 
 
+def test_set_overrides_join_the_specs_set_and_are_recorded():
+    spec = load_spec(SMALL, {"train.epochs": 7, "optim.weight_decay": 9.0, "optim.lr": 2e-3})
+    assert spec.raw["set"] == {"train.epochs": 7, "train.checkpoint_every": 10, "optim.weight_decay": 9.0, "optim.lr": 2e-3}
+    assert all(t.config.train.epochs == 7 and t.config.optim.lr == 2e-3 for t in spec.trials)
+    assert {t.config.optim.weight_decay for t in spec.trials} == {0.5, 1.0}  # the grid still varies its key
+    assert SMALL["set"] == {"train.epochs": 20, "train.checkpoint_every": 10}  # the caller's spec is left alone
+    assert [t.config for t in load_spec(spec.raw).trials] == [t.config for t in spec.trials]  # sweep.json rebuilds it
+
+
 @pytest.mark.parametrize("change, key", [
     ({"gird": {}}, "gird"),
     ({"grid": {"task.frac_train": 0.4}}, "grid.task.frac_train"),

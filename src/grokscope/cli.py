@@ -195,7 +195,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_sweep(args: argparse.Namespace) -> int:
     from grokscope.sweeps import load_spec, run_sweep
 
-    spec = load_spec(args.spec)  # every trial's config is checked before anything runs
+    spec = load_spec(args.spec, parse_set(args.set or []))  # every trial's config is checked before anything runs
     out = Path(args.out) if args.out else Path("runs") / f"sweep-{Path(args.spec).stem}"
     if args.dry_run:
         print(f"dry run, nothing written: sweep {spec.name}: {len(spec.trials)} trials into {out}, "
@@ -249,7 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("analyze", help="write RUN/analysis/")
-    p.add_argument("runs", nargs="+", metavar="RUN")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run directories; a folder of runs (an ensemble, a sweep) stands for its runs")
     p.add_argument("--max-checkpoints", type=int, metavar="N", help="analyse N evenly spaced checkpoints (default: all)")
     p.add_argument("--threshold", type=float, default=0.85,
                    help="share of a neuron's variance in one frequency to count it single-frequency (default 0.85)")
@@ -257,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_analyze)
 
     p = sub.add_parser("report", help="write RUN/report.html, or a comparison report for several runs")
-    p.add_argument("runs", nargs="+", metavar="RUN")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="one run (its report), several (a comparison), or a sweep folder (the sweep report)")
     p.add_argument("--out", help="where to write the HTML (default RUN/report.html, or ./comparison.html)")
     p.add_argument("--png", metavar="DIR", help="also export every figure as PNG (and the animation as GIF)")
     p.add_argument("--reanalyze", action="store_true", help="run grokscope analyze on each run first")
@@ -266,6 +266,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sweep", help="run every trial of a sweep spec (resumable); see docs/sweeps.md")
     p.add_argument("spec", metavar="SPEC", help="a YAML sweep spec")
     p.add_argument("--out", help="the sweep folder (default runs/sweep-<spec name>); re-run with the same to resume")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a key of the base config, after the spec's own set (a swept key still varies)")
     p.add_argument("--backend", default="local", choices=("local", "ray"), help="local (a process pool, the default) or ray")
     p.add_argument("--address", help="a running Ray cluster (default: a local Ray instance)")
     p.add_argument("--workers", type=int, help="local processes (default: cores / threads)")
@@ -275,7 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("runs", help="the run index of a folder of runs (a sweep, an ensemble), filtered")
-    p.add_argument("dir", metavar="DIR")
+    p.add_argument("dir", metavar="DIR", help="a folder; every run below it is listed (its index is DIR/index.sqlite)")
     p.add_argument("--where", help='an SQL condition, e.g. \'"optim.weight_decay" >= 1 AND grokking_step IS NOT NULL\'')
     p.add_argument("--columns", help="comma-separated columns to show (default: path, the fields that vary, results)")
     p.set_defaults(func=cmd_runs)

@@ -2,8 +2,9 @@
 
 Off by default and never required (`train.log`: none | wandb | tensorboard; the CLI's `--log`).
 The run directory stays the record; a logger is a view of it in the tool a lab already watches.
-Each ensemble member is its own logged run, named after its run directory and grouped by the
-ensemble's first directory, so a sweep's members line up in W&B's group view.
+Each ensemble member is its own logged run, named after its run directory. In W&B a sweep's trials
+share the group `sweep <spec name>` and an ensemble's members `ensemble <its folder>`
+(`run_group`), so they line up in the group view; a lone run has no group.
 
 - TensorBoard: event files in `RUN/tensorboard/` (`tensorboard --logdir runs/`). Needs the
   `tensorboard` package (`pip install 'grokscope[tensorboard]'`).
@@ -33,7 +34,7 @@ import pandas as pd
 
 from grokscope.callbacks import Callback, TrainState
 from grokscope.config import ConfigError
-from grokscope.io import atomic_write_text
+from grokscope.io import atomic_write_text, read_json
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +83,22 @@ class _TensorBoard(_Writer):
         self.writer.close()
 
 
+def run_group(run_dir: str | Path) -> str | None:
+    """The W&B group of a run, read from the files around it, so training and a later analysis agree:
+    its sweep (the folder holds sweep.json), its ensemble (meta.ensemble_size > 1), else None."""
+    run_dir = Path(run_dir).resolve()
+    sweep = run_dir.parent / "sweep.json"
+    if sweep.is_file():
+        doc = read_json(sweep)
+        return f"sweep {doc.get('name') or run_dir.parent.name}" if isinstance(doc, dict) else None
+    config = run_dir / "config.json"
+    doc = read_json(config) if config.is_file() else None
+    meta = doc.get("meta") if isinstance(doc, dict) else None
+    return f"ensemble {run_dir.parent.name}" if isinstance(meta, dict) and meta.get("ensemble_size", 1) > 1 else None
+
+
 class _Wandb(_Writer):
-    def __init__(self, run_dir: Path, config: dict | None, group: str) -> None:
+    def __init__(self, run_dir: Path, config: dict | None) -> None:
         wandb = _need("wandb")
         id_file = run_dir / "wandb_id.txt"
         if id_file.is_file():
@@ -93,7 +108,7 @@ class _Wandb(_Writer):
             atomic_write_text(id_file, run_id + "\n")
         mode = os.environ.get("WANDB_MODE") or ("online" if _wandb_key() else "offline")
         self.run = wandb.init(project=os.environ.get("WANDB_PROJECT", "grokscope"), dir=str(run_dir), id=run_id,
-                              name=run_dir.name, group=group, config=config, mode=mode, resume="allow",
+                              name=run_dir.name, group=run_group(run_dir), config=config, mode=mode, resume="allow",
                               reinit="create_new")
         self.run.define_metric("checkpoint_step")
         self.run.define_metric("progress/*", step_metric="checkpoint_step")
@@ -111,14 +126,14 @@ class _Wandb(_Writer):
         self.run.finish()
 
 
-def open_writer(backend: str, run_dir: str | Path, config: dict | None = None, group: str | None = None) -> _Writer:
+def open_writer(backend: str, run_dir: str | Path, config: dict | None = None) -> _Writer:
     """A writer for one run directory; `backend` is wandb or tensorboard ("none" has no writer)."""
     check_backend(backend)
     run_dir = Path(run_dir)
     if backend == "tensorboard":
         return _TensorBoard(run_dir)
     if backend == "wandb":
-        return _Wandb(run_dir, config, group or run_dir.name)
+        return _Wandb(run_dir, config)
     raise ValueError("train.log=none logs nothing: there is no writer to open")
 
 
@@ -126,8 +141,7 @@ class MetricsLogger(Callback):
     """Logs every member's metrics row at each evaluation step (a training callback)."""
 
     def __init__(self, backend: str, outs: Sequence[str | Path], configs: Sequence[dict]) -> None:
-        group = Path(outs[0]).name
-        self.writers = [open_writer(backend, o, c, group) for o, c in zip(outs, configs)]
+        self.writers = [open_writer(backend, o, c) for o, c in zip(outs, configs)]
 
     def on_eval(self, state: TrainState) -> None:
         for writer, row in zip(self.writers, state.rows):

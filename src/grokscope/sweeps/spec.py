@@ -101,8 +101,11 @@ def _points(raw: dict) -> list[dict]:
     return combos
 
 
-def load_spec(source: str | Path | dict) -> SweepSpec:
-    """A sweep spec from a YAML / JSON file or a dict; every trial's config is built and checked."""
+def load_spec(source: str | Path | dict, overrides: dict | None = None) -> SweepSpec:
+    """A sweep spec from a YAML / JSON file or a dict; every trial's config is built and checked.
+
+    `overrides` (the CLI's --set) join the spec's `set` after its own keys, so the sweep records them
+    (sweep.json's spec) and a resume with other overrides is refused like any other changed spec."""
     base_dir = Path(".")
     if isinstance(source, dict):
         raw = source
@@ -114,6 +117,8 @@ def load_spec(source: str | Path | dict) -> SweepSpec:
     for key in raw:
         if key not in SPEC_KEYS:
             raise ConfigError(str(key), f"unknown sweep key (allowed: {', '.join(SPEC_KEYS)})")
+    if overrides:
+        raw = {**raw, "set": {**_mapping(raw, "set"), **overrides}}
     base = get_preset(raw["preset"]) if raw.get("preset") else RunConfig()
     if raw.get("config"):
         path = Path(raw["config"])
