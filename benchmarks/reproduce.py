@@ -506,7 +506,8 @@ def _cell(text: str) -> str:
 
 
 def _figure(c: Claim) -> str:
-    png = FIGURES.get(c.figure) if c.experiment == "canonical" else None
+    title = c.figure.split(" (")[0]  # "Loss and accuracy (phases shaded)" is the figure "Loss and accuracy"
+    png = FIGURES.get(title) if c.experiment == "canonical" else None
     return f"[{_cell(c.figure)}](img/reproduction/{png}.png)" if png else _cell(c.figure)
 
 
