@@ -16,6 +16,7 @@ them (training resumes a killed run, and a finished one is left alone).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import re
@@ -31,6 +32,8 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine_line  # noqa: E402
+
+from grokscope.io import read_json  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "reproduction.json"
@@ -87,20 +90,31 @@ EXPERIMENTS = {e.id: e for e in [
 # -- reading the runs --------------------------------------------------------------------------
 
 
-def _json(path: Path) -> dict:
-    return json.loads(path.read_text())
+# Each file is read once per process: the readouts run after every experiment's commands, and many
+# claims read the same run. The frames are shared, so a readout filters them and never mutates one.
+@functools.lru_cache(maxsize=None)
+def config(run: Path) -> dict:
+    return read_json(run / "config.json")["config"]
 
 
+@functools.lru_cache(maxsize=None)
 def summary(run: Path) -> dict:
-    return _json(run / "analysis" / "summary.json")
+    return read_json(run / "analysis" / "summary.json")
 
 
+@functools.lru_cache(maxsize=None)
 def progress(run: Path) -> pd.DataFrame:
     return pd.read_parquet(run / "analysis" / "progress.parquet")
 
 
+@functools.lru_cache(maxsize=None)
 def metrics(run: Path) -> pd.DataFrame:
     return pd.read_parquet(run / "metrics.parquet")
+
+
+def first(rows: pd.DataFrame) -> int | None:
+    """The first step of some rows, or None when there are none."""
+    return int(rows.step.iloc[0]) if len(rows) else None
 
 
 def g(x: float | None, digits: int = 2) -> str:
@@ -112,7 +126,8 @@ def g(x: float | None, digits: int = 2) -> str:
         return str(int(x))
     if x != 0 and (abs(x) < 0.1 or abs(x) >= 1e4):
         return f"{x:.{digits + 1}g}"
-    return f"{x:.{digits}f}".rstrip("0").rstrip(".") if "." in f"{x:.{digits}f}" else f"{x:.{digits}f}"
+    text = f"{x:.{digits}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def at(df: pd.DataFrame, step: int | None, col: str) -> float | None:
@@ -137,7 +152,7 @@ def spikes(run: Path, after: int | None) -> int:
 
 
 def canonical_config(r: Path) -> str:
-    c = _json(r / "canonical" / "config.json")["config"]
+    c = config(r / "canonical")
     t, m, o, tr = c["task"], c["model"], c["optim"], c["train"]
     return (f"x {'+' if t['op'] == 'add' else t['op']} y mod {t['p']}, {t['frac_train']:.0%} of pairs; {m['n_layers']}L, "
             f"d_model {m['d_model']}, {m['n_heads']}x{m['d_head']} heads, d_mlp {m['d_mlp']}, {m['act_fn']}, "
@@ -175,8 +190,7 @@ def excluded_early(r: Path) -> str:
 def excluded_diverges(r: Path) -> str:
     pr, s = progress(r / "canonical"), summary(r / "canonical")
     ratio = pr.excluded_loss_train / pr.train_loss
-    after = pr[(ratio > 10) & (pr.step > (s["phases"]["memorization_end"] or 0))]
-    first10 = int(after.step.iloc[0]) if len(after) else None
+    first10 = first(pr[(ratio > 10) & (pr.step > (s["phases"]["memorization_end"] or 0))])
     grok = s["grokking_step"]
     return (f"excluded loss > 10x train loss from step {g(first10)}; at the grokking step ({g(grok)}) it is "
             f"{g(at(pr, grok, 'excluded_loss_train'))} nats against train {g(at(pr, grok, 'train_loss'))}; final "
@@ -191,16 +205,10 @@ def restricted_train_test(r: Path) -> str:
 
 
 def restricted_before_test(r: Path) -> str:
-    pr, s = progress(r / "canonical"), summary(r / "canonical")
-    below = pr[pr.restricted_loss_test < 0.1]
-    step = int(below.step.iloc[0]) if len(below) else None
+    pr = progress(r / "canonical")
+    step = first(pr[pr.restricted_loss_test < 0.1])
     return (f"restricted test loss < 0.1 at step {g(step)}, when the test loss is {g(at(pr, step, 'test_loss'))}; "
-            f"test loss < 0.1 at {g(_first_below(pr, 'test_loss', 0.1))}")
-
-
-def _first_below(df: pd.DataFrame, col: str, level: float) -> int | None:
-    below = df[df[col] < level]
-    return int(below.step.iloc[0]) if len(below) else None
+            f"test loss < 0.1 at {g(first(pr[pr.test_loss < 0.1]))}")
 
 
 def early_circuits(r: Path) -> str:
@@ -259,9 +267,8 @@ def weight_norm_fall(r: Path) -> str:
     x = pr[pr.step >= (s["phases"]["memorization_end"] or 0)]
     rate = -np.gradient(np.log(x.sq_norm_total.to_numpy()), x.step.to_numpy())
     steepest = int(x.step.iloc[int(np.argmax(rate))]) if len(x) > 2 else None
-    ph = s["phases"]
     return (f"steepest fall of log(sum of squared weights) after memorisation at step {g(steepest)} "
-            f"(generalisation ends {g(ph['generalization_end'])})")
+            f"(generalisation ends {g(s['phases']['generalization_end'])})")
 
 
 def mlp_norms(r: Path) -> str:
@@ -285,7 +292,7 @@ def final_train_test(r: Path) -> str:
 
 def seeds_frequencies(r: Path) -> str:
     runs = [r / "canonical", *members(r / "seeds")]
-    return "; ".join(f"seed {_json(p / 'config.json')['config']['train']['seed']}: {summary(p)['key_frequencies']}" for p in runs)
+    return "; ".join(f"seed {config(p)['train']['seed']}: {summary(p)['key_frequencies']}" for p in runs)
 
 
 def seeds_phases(r: Path) -> str:
@@ -295,7 +302,7 @@ def seeds_phases(r: Path) -> str:
         ph, ch = s["phases"], s["phase_changes"]
         order = [ph[k] for k in ("memorization_end", "circuit_formation_end", "generalization_end") if ph[k] is not None]
         first = (ch.get("restricted_loss") or {}).get("start"), (ch.get("test_loss") or {}).get("start")
-        rows.append(f"seed {_json(p / 'config.json')['config']['train']['seed']}: grokking {g(s['grokking_step'])}, "
+        rows.append(f"seed {config(p)['train']['seed']}: grokking {g(s['grokking_step'])}, "
                     f"phases in order {order == sorted(order)}, restricted change first "
                     f"{None not in first and first[0] < first[1]}")
     return "; ".join(rows)
@@ -319,19 +326,14 @@ def sub_algorithm(r: Path) -> str:
 
 def frac95(r: Path) -> str:
     m = metrics(r / "frac95")
-    return (f"train acc 0.99 at {g(_first_above(m, 'train_acc', 0.99))}, test acc 0.99 at "
-            f"{g(_first_above(m, 'test_acc', 0.99))}")
-
-
-def _first_above(df: pd.DataFrame, col: str, level: float) -> int | None:
-    above = df[df[col] >= level]
-    return int(above.step.iloc[0]) if len(above) else None
+    return f"train acc 0.99 at {g(first(m[m.train_acc >= 0.99]))}, test acc 0.99 at {g(first(m[m.test_acc >= 0.99]))}"
 
 
 def slingshots(r: Path) -> str:
-    after = _first_above(metrics(r / "canonical"), "train_acc", 0.99)
+    canonical = metrics(r / "canonical")
+    after = first(canonical[canonical.train_acc >= 0.99])
     return (f"train-loss spikes (> {SPIKE:g}x the previous logged value, after train acc 0.99): float32 "
-            f"{spikes(r / 'float32', after)} in {_json(r / 'float32' / 'config.json')['config']['train']['epochs']} "
+            f"{spikes(r / 'float32', after)} in {config(r / 'float32')['train']['epochs']} "
             f"epochs; float64 (canonical) {spikes(r / 'canonical', after)} in 40000")
 
 
@@ -339,7 +341,7 @@ def split_leak(r: Path) -> str:
     out = []
     for name in ("random", "symmetric"):
         m = metrics(r / f"split-{name}")
-        step = _first_above(m, "train_acc", 0.99)
+        step = first(m[m.train_acc >= 0.99])
         out.append(f"{name}: test acc {g(at(m, step, 'test_acc'), 3)} when train acc reaches 0.99 (step {g(step)})")
     return "; ".join(out)
 
@@ -348,7 +350,7 @@ def lr_change(r: Path) -> str:
     out = []
     for f in ("x1", "x10", "x100"):
         m = metrics(r / f"lr-{f}")
-        out.append(f"{f}: grokking {g(_first_above(m, 'test_acc', 0.99))}, final test acc {g(float(m.test_acc.iloc[-1]), 3)}")
+        out.append(f"{f}: grokking {g(first(m[m.test_acc >= 0.99]))}, final test acc {g(float(m.test_acc.iloc[-1]), 3)}")
     return "; ".join(out)
 
 
@@ -359,6 +361,7 @@ def lr_train_drop(r: Path) -> str:
     return ("x10: lowest train acc after the switch " + (f"{g(float(low.train_acc), 3)} at step {int(low.step)}" if low is not None else "–"))
 
 
+@functools.lru_cache(maxsize=None)
 def _sweep(r: Path) -> pd.DataFrame:
     from grokscope.report.sweep_figures import with_outcomes
     from grokscope.sweeps import index_runs
