@@ -56,3 +56,10 @@ def test_reproducibility_runs():
 def test_gpu_ensemble_smoke_runs_on_cpu():
     out = run("gpu_ensemble.py", "--device", "cpu", "--members", "2", "--epochs", "5")
     assert "machine: " in out and "of 2 members reached" in out and "member-epochs/s" in out
+
+
+def test_task_speed_runs(tmp_path):
+    out = run("task_speed.py", "--presets", "skip_trigram,s5", "--blocks", "1", "--block", "2", "--warmup", "1",
+              "--json", str(tmp_path / "rows.json"))
+    assert out.startswith("machine: ") and out.count("ratio grokscope / plain") == 2
+    assert (tmp_path / "rows.json").exists()

@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 from torch.func import grad
@@ -65,7 +66,10 @@ def test_a_v010_run_loads_resumes_reports_and_analyses(tmp_path):
     # resuming the finished run re-runs its last step and changes nothing
     before = run.metrics
     grokscope.train(run.config, run_dir, resume=True)
-    assert grokscope.load_run(run_dir).metrics.equals(before)
+    after = grokscope.load_run(run_dir).metrics
+    assert after.iloc[:-1].equals(before.iloc[:-1])
+    # the last row is measured again: on another CPU than the fixture's its losses move at float rounding
+    pd.testing.assert_frame_equal(after.tail(1), before.tail(1), check_exact=False, rtol=1e-7)
     # analysing it again writes the current layout and removes the v1 files
     result = grokscope.analyze(run_dir)
     a = run_dir / "analysis"

@@ -161,7 +161,7 @@ def test_family_keys_and_errors(toy_registered):
         cfg.replace(**{"task.V": 1})
     with pytest.raises(ConfigError, match=r"task.p: unknown key \(allowed: name, V, frac_train, data_seed\)"):
         cfg.replace(**{"task.p": 5})
-    with pytest.raises(ConfigError, match=r"task.name: unknown task 'nope' \(allowed: modular, toy\)"):
+    with pytest.raises(ConfigError, match=r"task.name: unknown task 'nope' \(allowed: modular, .*toy\)"):
         cfg.replace(**{"task.name": "nope"})
     # switching back to the modular family starts from its defaults
     assert cfg.replace(**{"task.name": "modular"}).task.p == 113

@@ -228,3 +228,16 @@ def test_a_model_too_big_for_memory_is_refused_before_anything_is_written(tmp_pa
     assert err.startswith("grokscope: error: model.d_model: training needs at least") and err.count("\n") == 1
     assert not (tmp_path / "r").exists()
     assert estimate_bytes(tiny(), 1) < 50 * 2**20  # the tiny run needs well under 50 MiB
+
+
+def test_stop_at_test_acc_ends_at_the_first_evaluation_that_reaches_it(tiny_run, tmp_path):
+    full = grokscope.load_run(tiny_run).metrics
+    rising = full[(full.step > 0) & (full.step < 300)]
+    target = float(rising.test_acc.max())  # reached first somewhere inside the run
+    first = int(rising.step[rising.test_acc >= target].iloc[0])
+    path = grokscope.train(tiny(**{"train.stop_at_test_acc": target}), tmp_path / "s")
+    run = grokscope.load_run(path)
+    assert run.steps[-1] == first and int(run.metrics.step.iloc[-1]) == first
+    np.testing.assert_allclose(run.metrics.test_acc, full.test_acc[full.step <= first])
+    grokscope.train(tiny(**{"train.stop_at_test_acc": target}), path, resume=True)  # already stopped: no more steps
+    assert grokscope.load_run(path).steps[-1] == first

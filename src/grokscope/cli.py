@@ -145,9 +145,25 @@ def cmd_analyze(args: argparse.Namespace) -> int:
             log_progress(args.log, run, result.progress)
         summary = result.summary
         print(f"{run}: {summary.get('n_checkpoints')} checkpoints analysed in {time.perf_counter() - t0:.1f} s, "
-              f"written to {result.path}; analyses {', '.join(summary.get('analyses') or []) or 'none'}; "
-              f"key frequencies {summary.get('key_frequencies')}")
+              f"written to {result.path}; analyses {', '.join(summary.get('analyses') or []) or 'none'}"
+              + "".join(f"; {fact}" for fact in _facts(summary)))
     return 0
+
+
+def _facts(summary: dict) -> list[str]:
+    """The headline findings a summary holds, for the line `analyze` prints (each only where measured)."""
+    out = [f"grokking step {summary.get('grokking_step')}"]
+    if "key_frequencies" in summary:
+        out.append(f"key frequencies {summary['key_frequencies']}")
+    if "key_irreps" in summary:
+        out.append(f"key irreps of {summary.get('irrep_group')} {summary['key_irreps'] or 'none'}")
+    if "induction_heads" in summary:
+        heads = summary["induction_heads"]
+        out.append(f"induction heads {heads} (first at step {summary.get('induction_step')})" if heads else "induction heads none")
+    changes = summary.get("component_changes")
+    if changes:
+        out.append("phase changes " + ", ".join(f"{k} {(c or {}).get('steepest')}" for k, c in changes.items()))
+    return out
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -214,6 +230,29 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_crossover(args: argparse.Namespace) -> int:
+    from grokscope.report import write_report
+    from grokscope.sweeps.crossover import crossover
+
+    cfg = _config_from_args(args)
+    out = Path(args.out) if args.out else Path("runs") / f"crossover-{cfg.task.name}"
+    print(f"crossover search over {args.field} in [{args.lo:g}, {args.hi:g}] into {out}: at most {args.max_trials} "
+          f"trials of {cfg.train.epochs} epochs, each stopping at test acc >= {args.target:g}", flush=True)
+    print(f"{'trial':>5} {args.field:>16} {'memorised':>10} {'generalised':>12} {'steps':>8}  outcome", flush=True)
+    count = iter(range(1, 10 ** 6))
+
+    def show(row: dict) -> None:
+        print(f"{next(count):>5} {row['value']:>16g} {str(row['memorization_step']):>10} "
+              f"{str(row['generalization_step']):>12} {row['last_step']:>8}  {row['outcome']}", flush=True)
+
+    doc = crossover(cfg, out, args.field, args.lo, args.hi, max_trials=args.max_trials, rel_tol=args.rel_tol,
+                    target=args.target, on_trial=show)
+    r = doc["crossover"]
+    print(f"{r['status']}: largest size that did not generalise {r['below']}, smallest that did {r['above']} "
+          f"({r['trials']} trials, {r['steps']} steps); report: {write_report(out)}")
+    return 0
+
+
 def cmd_runs(args: argparse.Namespace) -> int:
     import pandas as pd
 
@@ -275,6 +314,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--group", type=int, help="most trials trained as one stacked ensemble (default 1 on CPU, 64 on CUDA)")
     p.add_argument("--dry-run", action="store_true", help="check the spec and list its trials; write nothing")
     p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("crossover", help="search the training-set size where runs start to generalise (resumable)")
+    p.add_argument("config", nargs="?", help="a YAML or JSON config file (the base of every trial)")
+    p.add_argument("--preset", help="a named config, e.g. quick or digit_add5_finite")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key of the base")
+    p.add_argument("--field", default="task.frac_train", help="task.frac_train (tables) or task.n_train (sampled tasks)")
+    p.add_argument("--lo", type=float, required=True, help="a size expected not to generalise")
+    p.add_argument("--hi", type=float, required=True, help="a size expected to generalise")
+    p.add_argument("--max-trials", type=int, default=8, help="the compute budget in runs of train.epochs each (default 8)")
+    p.add_argument("--rel-tol", type=float, default=0.1, help="stop once hi / lo <= 1 + this (default 0.1)")
+    p.add_argument("--target", type=float, default=0.99, help="test accuracy that counts as generalising (default 0.99)")
+    p.add_argument("--out", help="the search folder (default runs/crossover-<task>); re-run with the same to resume")
+    p.set_defaults(func=cmd_crossover)
 
     p = sub.add_parser("runs", help="the run index of a folder of runs (a sweep, an ensemble), filtered")
     p.add_argument("dir", metavar="DIR", help="a folder; every run below it is listed (its index is DIR/index.sqlite)")

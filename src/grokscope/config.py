@@ -51,7 +51,7 @@ class TaskShape:
     d_vocab: int
     d_vocab_out: int
     n_ctx: int
-    n_train: int  # training examples (sequences)
+    n_train: Optional[int]  # training examples (sequences); None = infinite data (fresh examples every step)
 
 
 MODULAR_OPS = ("add", "sub", "mul", "div", "x2xyy2", "rand")
@@ -164,6 +164,9 @@ class TrainConfig:
     progress: bool = True  # show a progress bar (only when stderr is a terminal)
     deterministic: bool = False  # bit-identical across processes on one machine (grokscope.determinism)
     log: Literal["none", "wandb", "tensorboard"] = "none"  # also log metrics to W&B or TensorBoard (grokscope.loggers)
+    # end the run early, with a checkpoint, at the first evaluation where every member's test accuracy
+    # reaches this value (a compute budget for searches such as `grokscope crossover`); None: never
+    stop_at_test_acc: Optional[float] = None
 
     def check(self) -> None:
         if self.epochs < 1:
@@ -176,6 +179,8 @@ class TrainConfig:
             raise ConfigError("train.eval_every", f"must be an integer >= 1 (got {self.eval_every})")
         if self.checkpoint_every < 1:
             raise ConfigError("train.checkpoint_every", f"must be an integer >= 1 (got {self.checkpoint_every})")
+        if self.stop_at_test_acc is not None and not (0 < self.stop_at_test_acc <= 1):
+            raise ConfigError("train.stop_at_test_acc", f"must be null or in (0, 1] (got {self.stop_at_test_acc})")
         dev = self.device
         if not (dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit())):
             raise ConfigError("train.device", f"must be one of auto, cpu, cuda, cuda:N (got {dev!r})")
@@ -246,7 +251,11 @@ class RunConfig:
         for i, entry in enumerate(self.interventions):
             entry.check(f"interventions.{i}")
         shape = self.task.shape()
-        if self.train.batch_size is not None:
+        if shape.n_train is None:
+            if self.train.batch_size is None:
+                raise ConfigError("train.batch_size", "must be an integer >= 1 with infinite data (task.n_train: null): "
+                                  "the examples drawn per step")
+        elif self.train.batch_size is not None:
             if self.train.batch_size > shape.n_train:
                 raise ConfigError("train.batch_size", f"must be <= the {shape.n_train} training examples (got {self.train.batch_size})")
         # Absurd sizes fail here, with the field named, not later as an allocation error or a hang.
@@ -260,9 +269,10 @@ class RunConfig:
                 raise ConfigError(key, f"would give {steps // every} {key[6:-6]}s over {steps} steps (max {limit}); raise it or lower train.epochs")
 
     def total_steps(self) -> int:
-        """Optimizer updates over the whole run: epochs x ceil(n_train / batch_size) (1 per epoch full batch)."""
+        """Optimizer updates over the whole run: epochs x ceil(n_train / batch_size) (1 per epoch full batch);
+        with infinite data an epoch is one step of batch_size fresh examples."""
         bs, n = self.train.batch_size, self.task.shape().n_train
-        return self.train.epochs * (1 if bs is None or bs >= n else -(-n // bs))
+        return self.train.epochs * (1 if n is None or bs is None or bs >= n else -(-n // bs))
 
     # -- conversion --------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -425,6 +435,13 @@ def coerce(key: str, value: Any, hint: Any) -> Any:
         if isinstance(value, str):
             return value
         raise ConfigError(key, f"must be a string (got {value!r})")
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:  # tuple[str, ...]: a list of any length
+        if isinstance(value, str):
+            value = _parse_scalar(value)
+            value = [v.strip() for v in value.split(",")] if isinstance(value, str) else value
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(key, f"must be a list (got {value!r})")
+        return tuple(coerce(key, v, args[0]) for v in value)
     if origin is tuple:
         if isinstance(value, str):
             value = _parse_scalar(value)

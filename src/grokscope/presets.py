@@ -25,6 +25,39 @@ PRESETS: dict[str, dict] = {
         "task.p": 23, "task.frac_train": 0.5, "model.d_model": 32, "model.n_heads": 2, "model.d_head": 16,
         "model.d_mlp": 64, "optim.lr": 3e-3, "train.epochs": 300, "train.checkpoint_every": 50,
     },
+    # --- the phase-change tasks of seeds 003/004 (docs/tasks.md has the sources of each number) ---
+    # 5-digit addition on a 1-layer transformer (seed 004), infinite data: a phase change per output
+    # digit. The model and AdamW(lr 1e-3, betas 0.9/0.98) are the canonical run's; batch 256 fresh
+    # sums per step and weak decay (0.1: with infinite data nothing needs forgetting).
+    "digit_add5_infinite": {"task.name": "digit_add", "task.n_digits": 5, "train.batch_size": 256,
+                            "optim.weight_decay": 0.1, "train.epochs": 4000, "train.eval_every": 20,
+                            "train.checkpoint_every": 200},
+    # ... and limited data: seed 004 groks on 700 examples (its hand-found crossover) with weight decay;
+    # full batch, wd 1 as the canonical run.
+    "digit_add5_finite": {"task.name": "digit_add", "task.n_digits": 5, "task.n_train": 700, "train.epochs": 20000,
+                          "train.checkpoint_every": 200},
+    # Repeated subsequences (seed 004): 2-layer attention-only, d_model 48, 4 heads of 12, vocabulary
+    # 128, seq_len 85, subseq_len 16, 3 repeats (the saved run behind seed 004), infinite data.
+    "repeat_subseq": {"task.name": "repeat_subseq", "model.n_layers": 2, "model.attn_only": True, "model.d_model": 48,
+                      "model.n_heads": 4, "model.d_head": 12, "train.batch_size": 64, "optim.weight_decay": 0.1,
+                      "train.epochs": 3000, "train.eval_every": 20, "train.checkpoint_every": 100},
+    # Max element / skip trigrams (seed 004): 1-layer attention-only, START + 11 entries + END,
+    # one of 10 large values (10..19) to find; infinite data.
+    "skip_trigram": {"task.name": "max_element", "model.attn_only": True, "train.batch_size": 128,
+                     "optim.weight_decay": 0.1, "train.epochs": 3000, "train.eval_every": 10, "train.checkpoint_every": 100},
+    # x o y in S_5 (seed 003, after Power et al. 2022): half of the 14400 pairs, the canonical
+    # 1-layer model and optimiser, full batch.
+    "s5": {"task.name": "perm_compose", "task.n": 5, "task.frac_train": 0.5, "train.epochs": 20000,
+           "train.checkpoint_every": 200},
+    # Sparse parity (Barak et al. 2022): parity of 3 hidden bits of 40, infinite data, batch 256; the
+    # loss sits at log 2 long before it falls.
+    "sparse_parity": {"task.name": "sparse_parity", "task.n_bits": 40, "task.k": 3, "train.batch_size": 256,
+                      "optim.weight_decay": 0.1, "train.epochs": 10000, "train.eval_every": 20,
+                      "train.checkpoint_every": 200},
+    # x + y and x - y mod 59 in one model (seed 004's multi-algorithm question), 30 % of the 2 x 59^2
+    # rows, full batch, the canonical model and optimiser.
+    "modular_multi": {"task.name": "modular_multi", "task.ops": ["add", "sub"], "task.p": 59, "task.frac_train": 0.3,
+                      "train.epochs": 20000, "train.checkpoint_every": 200},
 }
 
 

@@ -140,14 +140,15 @@ class Run:
         engine = GenericEngine(self.config.model, self.task, model)
         batch = self.task.batch(split).to(device)
         dtype_loss = loss_dtype(self.config.train.loss_dtype)
-        targets = batch.targets[batch.mask].reshape(-1)
+        valid = batch.valid()[batch.mask].reshape(-1)  # the targets that count (NO_TARGET labels do not)
+        targets = batch.targets[batch.mask].reshape(-1)[valid]
 
         def loss(params: dict[str, Tensor]) -> Tensor:
             if dtype is not None:
                 params = {k: v.to(dtype) for k, v in params.items()}
             m = next(iter(params.values())).shape[0]
             logits = engine.logits(params, batch.inputs.expand(m, -1, -1))[:, batch.mask]  # [m n n_target V]
-            flat = logits.reshape(m, -1, logits.shape[-1]).to(dtype_loss)
+            flat = logits.reshape(m, -1, logits.shape[-1])[:, valid].to(dtype_loss)
             return F.cross_entropy(flat.transpose(1, 2), targets.expand(m, -1), reduction="none").mean(-1)
 
         return loss

@@ -42,7 +42,7 @@ from grokscope.models import make_model
 from grokscope.optim import FlatAdamW, ParamLayout, lr_at
 from grokscope.runstore import (CorruptFileError, RunStore, check_outs, latest_state, open_for_training, release_all,
                                 write_headers)
-from grokscope.tasks import Batch, make_task
+from grokscope.tasks import NO_TARGET, Batch, components_of, is_infinite, make_task
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +132,8 @@ def estimate_bytes(cfg: RunConfig, members: int) -> int:
     two AdamW moments) and the batch's activations (~ n_ctx x (8 d_model + 3 d_mlp + d_vocab_out)
     floats per example, the generic engine's forward and backward), per member."""
     shape = cfg.task.shape()
-    batch = shape.n_train if cfg.train.batch_size is None else min(cfg.train.batch_size, shape.n_train)
+    batch = cfg.train.batch_size or shape.n_train
+    batch = batch if shape.n_train is None else min(batch, shape.n_train)
     m = cfg.model
     per_example = shape.n_ctx * (8 * m.d_model + 3 * getattr(m, "d_mlp", 0) + shape.d_vocab_out) * m.n_layers
     return members * 4 * (4 * m.n_params(shape) + batch * per_example)
@@ -170,7 +171,8 @@ def _stack(batches: list[Batch]) -> Batch:
         return torch.cat([t, fill])
 
     mask = torch.stack([torch.cat([b.mask, b.mask.new_zeros(n - len(b))]) for b in batches])
-    return Batch(torch.stack([pad(b.inputs) for b in batches]), torch.stack([pad(b.targets) for b in batches]), mask)
+    comps = None if batches[0].components is None else torch.stack([pad(b.components) for b in batches])
+    return Batch(torch.stack([pad(b.inputs) for b in batches]), torch.stack([pad(b.targets) for b in batches]), mask, comps)
 
 
 def _prepare(cfgs: Sequence[RunConfig]):
@@ -257,12 +259,16 @@ class Trainer:
         }
 
     def _data(self) -> None:
+        """The training and test sets on the device. With infinite data "train" is a fixed evaluation
+        sample and every step draws its own batch (`_batch`)."""
         self.train = _stack([t.batch("train") for t in self.tasks]).to(self.device)
         self.test = _stack([t.batch("test") for t in self.tasks]).to(self.device)
+        self.components = components_of(self.tasks[0])
+        self.infinite = is_infinite(self.tasks[0])
         self.n_train = int(self.train.mask.sum(1).max())
         bs = self.cfgs[0].train.batch_size
-        self.full_batch = bs is None or bs >= self.n_train
-        self.steps_per_epoch = 1 if self.full_batch else math.ceil(self.n_train / bs)
+        self.full_batch = not self.infinite and (bs is None or bs >= self.n_train)
+        self.steps_per_epoch = 1 if self.full_batch or self.infinite else math.ceil(self.n_train / bs)
         tc = self.cfgs[0].train
         self.total_steps = tc.epochs * self.steps_per_epoch
         self.eval_steps = schedule(self.total_steps, tc.eval_every, tc.log_spaced, 1.25)
@@ -294,8 +300,10 @@ class Trainer:
     def _batch(self, step: int) -> Batch:
         if self.full_batch:
             return self.train
-        epoch, b = divmod(step, self.steps_per_epoch)
         bs = self.cfgs[0].train.batch_size
+        if self.infinite:  # fresh examples: a pure function of (task.data_seed, train.seed, step)
+            return _stack([t.sample(step, bs, c.train.seed) for t, c in zip(self.tasks, self.cfgs)]).to(self.device)
+        epoch, b = divmod(step, self.steps_per_epoch)
         order = torch.stack([
             torch.from_numpy(np.random.default_rng([c.train.seed, epoch]).permutation(self.n_train)) for c in self.cfgs
         ]).to(self.device)
@@ -304,17 +312,18 @@ class Trainer:
         def pick(t: Tensor) -> Tensor:
             return torch.gather(t, 1, sel if t.dim() == 2 else sel[..., None].expand(-1, -1, t.shape[-1]))
 
-        return Batch(pick(self.train.inputs), pick(self.train.targets), pick(self.train.mask))
+        comps = None if self.train.components is None else pick(self.train.components)
+        return Batch(pick(self.train.inputs), pick(self.train.targets), pick(self.train.mask), comps)
 
     def _loss(self, logits: Tensor, batch: Batch) -> Tensor:
         """Per-member mean cross-entropy over every target of the real examples, in loss_dtype: [member].
 
-        logits [member batch n_target vocab]; the target positions fold into the batch dimension.
+        logits [member batch n_target vocab]; the target positions fold into the batch dimension, and a
+        NO_TARGET label counts nowhere.
         """
-        n_target = logits.shape[2]
-        mask = batch.mask if n_target == 1 else batch.mask[..., None].expand(-1, -1, n_target)
-        return masked_cross_entropy(logits.flatten(1, 2), batch.targets.flatten(1, 2), mask.reshape(mask.shape[0], -1),
-                                    self.loss_dtype)
+        valid = batch.valid().flatten(1, 2)
+        labels = batch.targets.flatten(1, 2).clamp_min(0)  # NO_TARGET rows are masked; any class index will do
+        return masked_cross_entropy(logits.flatten(1, 2), labels, valid, self.loss_dtype)
 
     def _gradient(self, params: dict[str, Tensor], batch: Batch) -> tuple[Tensor, Tensor, Tensor]:
         """One forward and backward: (logits, per-member loss, gradient of the flat parameters)."""
@@ -326,13 +335,31 @@ class Trainer:
     @staticmethod
     def _accuracy(logits: Tensor, batch: Batch) -> Tensor:
         """Per-member accuracy [member]: the share of real examples with every target right."""
-        hit = (logits.argmax(-1) == batch.targets).all(-1) & batch.mask
+        hit = ((logits.argmax(-1) == batch.targets) | (batch.targets == NO_TARGET)).all(-1) & batch.mask
         return hit.sum(-1).double() / batch.mask.sum(-1).double()
 
+    def _by_component(self, logits: Tensor, batch: Batch) -> tuple[Tensor, Tensor]:
+        """Per-member, per-component mean loss and accuracy over the component's targets: two [member, C].
+
+        A component's accuracy is the share of its targets predicted right (not of whole examples)."""
+        m, n_comp = logits.shape[0], len(self.components)
+        valid = batch.valid()
+        labels = batch.targets.clamp_min(0)
+        ce = -logits.to(self.loss_dtype).log_softmax(-1).gather(-1, labels[..., None])[..., 0]  # [m B T]
+        hit = (logits.argmax(-1) == labels).to(self.loss_dtype)
+        w = valid.to(self.loss_dtype)
+        comp = batch.components.flatten(1)
+        sums = torch.zeros(3, m, n_comp, dtype=self.loss_dtype, device=logits.device)
+        for i, value in enumerate((ce * w, hit * w, w)):
+            sums[i].scatter_add_(1, comp, value.flatten(1))
+        count = sums[2].clamp_min(1)
+        return sums[0] / count, sums[1] / count
+
     @torch.no_grad()
-    def _evaluate(self, batch: Batch, params: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+    def _evaluate(self, batch: Batch, params: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+        """(loss [member], accuracy [member], logits) on a whole split."""
         logits = self.engine.logits(params, batch.inputs)
-        return self._loss(logits, batch), self._accuracy(logits, batch)
+        return self._loss(logits, batch), self._accuracy(logits, batch), logits
 
     def run(self) -> list[Path]:
         tc = self.cfgs[0].train
@@ -348,16 +375,18 @@ class Trainer:
         finally:
             bar.close()
             release_all(self.stores)
-        log.info("trained %d steps in %.1f s", self.total_steps - self.start_step, time.perf_counter() - t0)
+        log.info("trained %d steps in %.1f s", state.step - self.start_step, time.perf_counter() - t0)
         for cb in self.callbacks:
             cb.on_end(state)
         return [s.path for s in self.stores]
 
     def _loop(self, bar) -> TrainState:
         """Steps start_step .. total_steps; returns the last step's state."""
+        stop_at = self.cfgs[0].train.stop_at_test_acc
         for step in range(self.start_step, self.total_steps + 1):
-            if step in self.ckpt_steps:  # callback state as it was before this step's events (callbacks.py)
-                self._callback_state = self._snapshot_callbacks()
+            stop = False  # an early stop checkpoints this step, so its callback state is taken too
+            if step in self.ckpt_steps or (stop_at is not None and step in self.eval_steps):
+                self._callback_state = self._snapshot_callbacks()  # as before this step's events (callbacks.py)
             lr = lr_at(step, 1.0, self.cfgs[0].optim.warmup_steps) * self.lr
             params = self.layout.views(self.flat)
             state = TrainState(step, step // self.steps_per_epoch, params, lr[:, 0])
@@ -378,11 +407,14 @@ class Trainer:
             if step in self.eval_steps:
                 reuse = training and self.full_batch  # this step's forward already measured the training set
                 self._log_row(state, loss.detach() if reuse else None,
-                              self._accuracy(logits.detach(), batch) if reuse else None)
+                              self._accuracy(logits.detach(), batch) if reuse else None, logits.detach() if reuse else None)
                 bar.set_postfix(train_acc=f"{state.row['train_acc']:.3f}", test_acc=f"{state.row['test_acc']:.3f}", refresh=False)
-            if step in self.ckpt_steps:
+                stop = training and stop_at is not None and all(r["test_acc"] >= stop_at for r in state.rows)
+            if step in self.ckpt_steps or stop:
                 self._checkpoint(state)
-            if not training:
+            if stop:
+                log.info("stopped at step %d: test accuracy reached train.stop_at_test_acc=%g", step, stop_at)
+            if not training or stop:
                 break
             for cb in self.callbacks:
                 new = cb.on_gradient(state, grad)
@@ -396,14 +428,23 @@ class Trainer:
         return [{k: v.detach().clone() for k, v in cb.state_dict().items()} if cb.state_key is not None else {}
                 for cb in self.callbacks]
 
-    def _log_row(self, state: TrainState, train_loss: Tensor | None, train_acc: Tensor | None) -> None:
+    def _log_row(self, state: TrainState, train_loss: Tensor | None, train_acc: Tensor | None,
+                 train_logits: Tensor | None) -> None:
         if train_loss is None:  # minibatch (or the final step): measure the whole training set
-            train_loss, train_acc = self._evaluate(self.train, state.params)
-        test_loss, test_acc = self._evaluate(self.test, state.params)
+            train_loss, train_acc, train_logits = self._evaluate(self.train, state.params)
+        test_loss, test_acc, test_logits = self._evaluate(self.test, state.params)
         values = torch.stack([train_loss.double(), train_acc.double(), test_loss.double(), test_acc.double(), state.lr.double()]).cpu().tolist()
+        parts: list[tuple[str, list[list[float]]]] = []  # ("test_loss/digit0", per member), ...
+        if self.components:
+            with torch.no_grad():
+                for split, logits, batch in (("train", train_logits, self.train), ("test", test_logits, self.test)):
+                    loss, acc = (t.double().cpu().T.tolist() for t in self._by_component(logits, batch))
+                    parts += [(f"{split}_loss/{c}", loss[j]) for j, c in enumerate(self.components)]
+                    parts += [(f"{split}_acc/{c}", acc[j]) for j, c in enumerate(self.components)]
         for i in range(self.n_members):
             row = {"step": state.step, "epoch": state.epoch, "train_loss": values[0][i], "train_acc": values[1][i],
                    "test_loss": values[2][i], "test_acc": values[3][i], "lr": values[4][i]}
+            row.update({key: v[i] for key, v in parts})
             self.rows[i].append(row)
             state.rows.append(row)
         state.row = state.rows[0]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 from grokscope.analysis.modular.fourier import group_for
@@ -116,3 +117,71 @@ def random_params(cfg: RunConfig, seed: int = 0) -> dict[str, torch.Tensor]:
 
     model = make_model(cfg.replace(**{"train.seed": seed}), make_task(cfg.task))
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+# --- S_n: a hand-built model whose logits use exactly the standard and sign irreducibles ----------
+
+def planted_sn_config(n: int = 4, frac_train: float = 0.5) -> RunConfig:
+    d = n * n + 1  # one element's features: its permutation matrix (n^2 entries) and its sign
+    return RunConfig().replace(**{
+        "task.name": "perm_compose", "task.n": n, "task.frac_train": frac_train,
+        "model.d_model": 3 * d + 3, "model.n_heads": 2, "model.d_head": d, "model.d_mlp": n ** 3 + 2,
+    })
+
+
+def planted_sn_params(cfg: RunConfig, standard: float = 6.0, sign: float = 6.0) -> dict[str, torch.Tensor]:
+    """Logits L[a, b, z] = standard * tr(R(ab)^T R(z)) + sign * sgn(ab) sgn(z), computed exactly.
+
+    R(g) is g's permutation matrix (oriented so that R(a) R(b) = R(ab) for the task's table), whose
+    entries span the trivial + standard components; tr(R(u)^T R(z)) = 1 + chi_standard(u^-1 z). The
+    attention copies x's and y's features into their own blocks (as planted_params). Neuron (i, j, l)
+    = ReLU(R(a)_ij + R(b)_jl - 1) = R(a)_ij R(b)_jl, a product of two trivial + standard functions,
+    so all its energy sits in the standard block; summed over j it is R(ab)_il. Two sign neurons
+    ReLU(+-(sgn a + sgn b)) add up to sgn(a) sgn(b) + 1. A weight of 0 leaves that irrep out.
+    """
+    from grokscope.models import make_model
+    from grokscope.tasks import make_task
+
+    task = make_task(cfg.task)
+    n, perms, table = cfg.task.n, task.perms, task.table
+    N = len(perms)
+    R = np.zeros((N, n, n))
+    R[np.arange(N)[:, None], perms, np.arange(n)[None, :]] = 1.0  # R(g)[g(j), j] = 1
+    if not np.allclose(R[table[1, 2]], R[1] @ R[2]):
+        R = R.transpose(0, 2, 1)
+    assert all(np.allclose(R[table[a, b]], R[a] @ R[b]) for a in range(N) for b in range(N))
+    sgn = np.round(np.linalg.det(R))
+    d = n * n + 1
+    D = 3 * d + 3
+    E_, X_, Y_, m0, m1, q = 0, d, 2 * d, 3 * d, 3 * d + 1, 3 * d + 2
+    params = {k: torch.zeros_like(v, dtype=torch.float64)
+              for k, v in make_model(cfg, task).state_dict().items()}
+    feats = np.concatenate([R.reshape(N, n * n), sgn[:, None]], axis=1)  # [N, d]
+    params["embed.W_E"][:N, E_:E_ + d] = torch.from_numpy(feats)
+    W_pos = params["pos_embed.W_pos"]
+    W_pos[0, m0] = W_pos[1, m1] = W_pos[2, q] = 1.0
+    sharp = 60.0 * math.sqrt(d)
+    for h, marker, dst in ((0, m0, X_), (1, m1, Y_)):
+        params["blocks.0.attn.W_Q"][h, q, 0] = sharp
+        params["blocks.0.attn.W_K"][h, marker, 0] = 1.0
+        for j in range(d):
+            params["blocks.0.attn.W_V"][h, E_ + j, j] = 1.0
+            params["blocks.0.attn.W_O"][h, j, dst + j] = 1.0
+    W_in, b_in, W_out = params["blocks.0.mlp.W_in"], params["blocks.0.mlp.b_in"], params["blocks.0.mlp.W_out"]
+    col = 0
+    for i in range(n):
+        for j in range(n):
+            for l in range(n):
+                W_in[X_ + i * n + j, col] = W_in[Y_ + j * n + l, col] = 1.0
+                b_in[col] = -1.0
+                W_out[col, E_ + i * n + l] = 1.0  # output block O = the E block, zero at "="
+                col += 1
+    for s in (1.0, -1.0):
+        W_in[X_ + d - 1, col] = W_in[Y_ + d - 1, col] = s
+        W_out[col, E_ + d - 1] = 1.0
+        col += 1
+    params["blocks.0.mlp.b_out"][E_ + d - 1] = -1.0
+    W_U = params["unembed.W_U"]
+    W_U[E_:E_ + n * n, :N] = standard * torch.from_numpy(R.reshape(N, n * n).T)
+    W_U[E_ + d - 1, :N] = sign * torch.from_numpy(sgn)
+    return {k: v.float() for k, v in params.items()}

@@ -5,18 +5,24 @@
     result.summary["key_frequencies"], result.progress, result.outputs["fourier"].tables["circles"]
 
 `analyze` is the driver (core.py); each analysis is a registered class (registry.py). The first
-is the Fourier analysis of modular arithmetic (Nanda et al. 2023), in `analysis/modular/`.
+is the Fourier analysis of modular arithmetic (Nanda et al. 2023), in `analysis/modular/`; `heads`
+scores attention heads as previous-token and induction heads (analysis/heads.py); `irreps` is the
+group version of the Fourier analysis for S_n (analysis/groups/).
 """
 
 from grokscope.analysis.core import AnalysisResult, MemoryRun, analyze, choose_analyses, load_analysis, stale, subsample_steps
+from grokscope.analysis.groups import IrrepAnalysis, IrrepRule
+from grokscope.analysis.heads import HeadScores
 from grokscope.analysis.modular import FourierAnalysis, KeyRule
 from grokscope.analysis.phases import PhaseRule, Phases, detect_phases
 from grokscope.analysis.registry import ANALYSES, AnalysisOutput, register_analysis, unregister_analysis
 
 register_analysis(FourierAnalysis)
+register_analysis(HeadScores)
+register_analysis(IrrepAnalysis)
 
 __all__ = [
-    "ANALYSES", "AnalysisOutput", "AnalysisResult", "FourierAnalysis", "KeyRule", "MemoryRun", "PhaseRule",
+    "ANALYSES", "AnalysisOutput", "AnalysisResult", "FourierAnalysis", "HeadScores", "IrrepAnalysis", "IrrepRule", "KeyRule", "MemoryRun", "PhaseRule",
     "Phases", "analyze", "choose_analyses", "detect_phases", "stale", "load_analysis", "register_analysis", "subsample_steps",
     "unregister_analysis",
 ]

@@ -26,13 +26,14 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from grokscope.analysis.phases import PhaseRule, detect_phases, grokking_times
+from grokscope.analysis.phases import PhaseRule, component_changes, detect_phases, grokking_times, logged_components
 from grokscope.analysis.registry import ANALYSES, AnalysisOutput
 from grokscope.config import ConfigError, RunConfig
 from grokscope.cpu import keep_freed_memory
 from grokscope.io import RunDirError
 from grokscope.run import as_run
 from grokscope.runstore import StoredAnalysis, read_analysis_dir, write_analysis_dir
+from grokscope.tasks import is_infinite
 
 log = logging.getLogger(__name__)
 
@@ -113,10 +114,14 @@ def _options_for(cls: type, options: dict[str, Any]) -> dict[str, Any]:
 
 
 def choose_analyses(run: Any, names: Sequence[str] | None = None) -> list[type]:
-    """The registered analyses that apply to the run (of `names`, if given: each must apply)."""
+    """The registered analyses that apply to the run (of `names`, if given: each must apply). Unasked,
+    an analysis with a `default_for(run)` classmethod that says False is left out (one that another
+    analysis already covers on that run, such as the irreps of a modular run)."""
     chosen = []
     for name, cls in ANALYSES.items():
         if names is not None and name not in names:
+            continue
+        if names is None and hasattr(cls, "default_for") and not cls.default_for(run):
             continue
         reason = cls.applies_to(run)
         if reason is None:
@@ -188,6 +193,7 @@ def analyze(
         "phases": phases.boundaries(), "phase_changes": {k: c.to_dict() for k, c in phases.changes.items()},
         "phase_rule": phase_rule.to_dict(),
         "analyses": list(outputs),
+        **_component_summary(metrics if logged else None, run, phases.memorization_end, phase_rule),
         # what the analysis saw, so a reader can tell when the run has moved on (grokscope.analysis.stale)
         "source": {"last_checkpoint": int(all_steps[-1]),
                    "last_metrics_step": int(metrics["step"].iloc[-1]) if logged else None},
@@ -210,6 +216,15 @@ def analyze(
     log.info("analysed %d checkpoints with %s in %.1f s", len(steps), ", ".join(outputs) or "no analysis",
              result.summary["elapsed_s"])
     return result
+
+
+def _component_summary(metrics: pd.DataFrame | None, run: Any, memorization_end: int | None, rule: PhaseRule) -> dict:
+    """{"component_changes": {component: change or None}} for a task whose loss splits; else {}."""
+    names = logged_components(metrics)
+    if not names:
+        return {}
+    after = None if is_infinite(run.task) else memorization_end
+    return {"component_changes": {k: c.to_dict() if c else None for k, c in component_changes(metrics, names, after, rule).items()}}
 
 
 def _measure_all(instances: list[Any], run: Any, steps: list[int], workers: int,

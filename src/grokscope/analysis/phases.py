@@ -26,6 +26,20 @@ analysis) uses the test-loss phase change in its place. Boundaries snap to the f
 or after them, so the phases come out in order: memorisation <= circuit formation <= generalisation
 <= clean-up.
 
+Per-component phase changes (tasks whose loss splits into components: output digits, skip
+trigrams, ops), from each component's logged test loss (`test_loss/<component>`): of the maximal
+stretches where the loss falls at >= rate_frac x its steepest rate, the one over which it falls
+most (in decades, at least min_drop_decades); its step is the steepest point inside it, and a
+component whose loss never falls that far in one stretch has none (None). Two differences from
+the rule above, both seen on
+5-digit addition with infinite data: the rate is that of the loss itself, not its log (once a
+digit is learnt its loss is ~1e-3, where noise moves the log faster than the phase change did),
+and the biggest fall rather than the steepest one wins (every digit's loss first dips in the
+first 20 steps, as the model learns the digits' frequencies, and that dip is the steepest).
+Searched from memorization_end on, as the test loss is, or from the first step with infinite data,
+where train and test are one distribution and there is no memorisation to wait for.
+`component_changes` returns one Change (or None) per component.
+
 Kept as well, under their own names: train_acc_99_step (the first step with train accuracy >=
 acc_level, which older versions called memorization_end) and the grokking step (first test accuracy
 >= acc_level). grokking_times gives first and sustained crossings of test accuracy 0.5 / 0.9 / 0.99;
@@ -133,7 +147,7 @@ class _Curve:
     """log10 of one positive curve on the uniform grid, smoothed, with its fall rate (built by `_curve`,
     which keeps only curves with >= 3 usable points)."""
 
-    def __init__(self, steps: np.ndarray, values: np.ndarray, logged: np.ndarray, rule: PhaseRule) -> None:
+    def __init__(self, steps: np.ndarray, values: np.ndarray, logged: np.ndarray, rule: PhaseRule, log: bool = True) -> None:
         ok = np.isfinite(values) & (values > 0)
         self.ok = int(ok.sum()) >= 3 and logged[-1] > logged[0]
         self.logged = logged
@@ -142,7 +156,9 @@ class _Curve:
         s, y = steps[ok].astype(np.float64), np.log10(values[ok])
         self.grid = np.linspace(logged[0], logged[-1], rule.n_grid)
         inside = (self.grid >= s[0]) & (self.grid <= s[-1])
-        self.y = _running_median(np.interp(self.grid, s, y), rule.smooth)
+        self.ylog = _running_median(np.interp(self.grid, s, y), rule.smooth)  # drops are measured in decades
+        # the fall rate of log10(curve), or (log=False) of the curve itself
+        self.y = self.ylog if log else _running_median(np.interp(self.grid, s, values[ok]), rule.smooth)
         self.rate = np.where(inside, -np.gradient(self.y, self.grid), 0.0)
 
     def snap(self, i: int) -> int:
@@ -167,29 +183,55 @@ class _Curve:
         later = np.nonzero(self.rate[i_star:] < frac * self.rate[i_star])[0]
         return self.snap(i_star + int(later[0])) if later.size else None
 
+    def _stretch(self, i: int, first: int, rule: PhaseRule) -> tuple[int, int]:
+        """The maximal run of grid points from `first` on around i falling at >= rate_frac x the rate at i."""
+        above = self.rate >= rule.rate_frac * self.rate[i]
+        lo = hi = i
+        while lo > first and above[lo - 1]:
+            lo -= 1
+        while hi < rule.n_grid - 1 and above[hi + 1]:
+            hi += 1
+        return lo, hi
+
+    def _as_change(self, lo: int, i: int, hi: int, rule: PhaseRule) -> Change:
+        end = None if hi == rule.n_grid - 1 else self.snap(hi)  # still falling at the last step: no end yet
+        return Change(self.snap(lo), self.snap(i), end)
+
     def change(self, after: float | None, rule: PhaseRule) -> Change | None:
         """The phase change (module docstring) from `after` on, or None."""
         found = self._steepest(after)
         if found is None:
             return None
         first, i_star = found
-        above = self.rate >= rule.rate_frac * self.rate[i_star]
-        lo = hi = i_star
-        while lo > first and above[lo - 1]:
-            lo -= 1
-        while hi < rule.n_grid - 1 and above[hi + 1]:
-            hi += 1
-        if self.y[lo] - self.y[hi] < rule.min_drop_decades:
+        lo, hi = self._stretch(i_star, first, rule)
+        if self.ylog[lo] - self.ylog[hi] < rule.min_drop_decades:
             return None
-        end = None if hi == rule.n_grid - 1 else self.snap(hi)  # still falling at the last step: no end yet
-        return Change(self.snap(lo), self.snap(i_star), end)
+        return self._as_change(lo, i_star, hi, rule)
+
+    def biggest_change(self, after: float | None, rule: PhaseRule) -> Change | None:
+        """Of the maximal stretches (from `after` on) where the curve falls at >= rate_frac x its steepest
+        rate, the one it falls most over, in decades (>= min_drop_decades); None if none does."""
+        found = self._steepest(after)
+        if found is None:
+            return None
+        first, i_star = found
+        fast = np.zeros(rule.n_grid, dtype=bool)
+        fast[first:] = self.rate[first:] >= rule.rate_frac * self.rate[i_star]
+        edges = np.diff(np.concatenate([[0], fast.astype(np.int8), [0]]))
+        best, best_drop = None, rule.min_drop_decades
+        for lo, stop in zip(np.nonzero(edges == 1)[0], np.nonzero(edges == -1)[0]):
+            hi = int(stop) - 1
+            drop = self.ylog[lo] - self.ylog[hi]
+            if drop >= best_drop:
+                best, best_drop = (int(lo), int(lo + np.argmax(self.rate[lo : hi + 1])), hi), drop
+        return None if best is None else self._as_change(*best, rule)
 
 
-def _curve(df: pd.DataFrame | None, column: str, logged: np.ndarray, rule: PhaseRule) -> _Curve | None:
+def _curve(df: pd.DataFrame | None, column: str, logged: np.ndarray, rule: PhaseRule, log: bool = True) -> _Curve | None:
     if df is None or column not in df or not len(df):
         return None
     d = _sorted(df)
-    c = _Curve(d["step"].to_numpy(dtype=np.int64), d[column].to_numpy(dtype=np.float64), logged, rule)
+    c = _Curve(d["step"].to_numpy(dtype=np.int64), d[column].to_numpy(dtype=np.float64), logged, rule, log)
     return c if c.ok else None
 
 
@@ -222,3 +264,22 @@ def detect_phases(metrics: pd.DataFrame, progress: pd.DataFrame | None = None, r
         settled = norm.level_off(cf, rule.plateau_frac) if norm else tl.end
         cleanup = max(tl.end, ge, settled) if settled is not None else None
     return Phases(grok, mem, cf, ge, cleanup, acc99, changes)
+
+
+def component_changes(metrics: pd.DataFrame, components: list[str], after: int | None,
+                      rule: PhaseRule = PhaseRule()) -> dict[str, Change | None]:
+    """The phase change of each component's test loss (`test_loss/<name>`) from step `after` on (module docstring)."""
+    df = _sorted(metrics)
+    logged = df["step"].to_numpy(dtype=np.int64)
+    out: dict[str, Change | None] = {}
+    for name in components:
+        curve = _curve(df, f"test_loss/{name}", logged, rule, log=False) if logged.size else None
+        out[name] = curve.biggest_change(after, rule) if curve else None
+    return out
+
+
+def logged_components(metrics: pd.DataFrame | None) -> list[str]:
+    """The components whose losses the metrics hold (columns test_loss/<name>), in column order."""
+    if metrics is None:
+        return []
+    return [c.split("/", 1)[1] for c in metrics.columns if isinstance(c, str) and c.startswith("test_loss/")]

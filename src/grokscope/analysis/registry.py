@@ -4,6 +4,7 @@ An analysis is a class with the lifecycle of devinterp's callbacks:
 
     name = "fourier"                                   # its folder: RUN/analysis/<name>/
     applies_to(run) -> reason | None                   # classmethod: why it cannot analyse this run
+    default_for(run) -> bool                           # optional classmethod: False = only when asked by name
     __init__(run, steps, **options)                    # prepare: read what it needs (steps: those to measure)
     measure(step, params) -> record                    # one checkpoint; called from worker threads
     finalize(records) -> AnalysisOutput                # records in step order -> files

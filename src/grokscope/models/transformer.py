@@ -72,13 +72,16 @@ class Attention(nn.Module):
         self.hook_pattern = HookPoint()  # [batch head query_pos key_pos]
         self.hook_z = HookPoint()  # [batch pos head d_head]
 
-    def forward(self, x: Tensor) -> Tensor:  # x: [batch pos d_model]
-        q = self.hook_q(torch.einsum("bpd,hde->bphe", x, self.W_Q) + self._bias("b_Q"))
+    def forward(self, x: Tensor, at: Any = None) -> Tensor:  # x: [batch pos d_model]
+        """Attention output at every position, or only at query positions `at` (an index or slice)."""
+        xq = x if at is None else x[:, at]
+        q = self.hook_q(torch.einsum("bpd,hde->bphe", xq, self.W_Q) + self._bias("b_Q"))
         k = self.hook_k(torch.einsum("bpd,hde->bphe", x, self.W_K) + self._bias("b_K"))
         v = self.hook_v(torch.einsum("bpd,hde->bphe", x, self.W_V) + self._bias("b_V"))
         scores = torch.einsum("bqhe,bkhe->bhqk", q, k) * self.scale  # [batch head q k]
         n = x.shape[1]
-        scores = self.hook_attn_scores(scores.masked_fill(~self.mask[:n, :n], float("-inf")))
+        mask = self.mask[:n, :n] if at is None else self.mask[:n, :n][at]
+        scores = self.hook_attn_scores(scores.masked_fill(~mask, float("-inf")))
         pattern = self.hook_pattern(scores.softmax(dim=-1))
         z = self.hook_z(torch.einsum("bhqk,bkhe->bqhe", pattern, v))  # [batch pos head d_head]
         return torch.einsum("bqhe,hed->bqd", z, self.W_O) + self._bias("b_O")
@@ -120,9 +123,11 @@ class Block(nn.Module):
         self.hook_attn_out = HookPoint()
         self.hook_resid_post = HookPoint()
 
-    def forward(self, resid: Tensor) -> Tensor:
+    def forward(self, resid: Tensor, at: Any = None) -> Tensor:
+        """resid [batch pos d_model] -> the block's output at every position, or only at positions `at`."""
         resid = self.hook_resid_pre(resid)
-        resid = resid + self.hook_attn_out(self.attn(self.ln1(resid)))
+        attn = self.hook_attn_out(self.attn(self.ln1(resid), at))
+        resid = (resid if at is None else resid[:, at]) + attn
         if self.attn_only:
             return self.hook_resid_post(resid)
         resid = self.hook_resid_mid(resid)
@@ -168,11 +173,15 @@ class Transformer(nn.Module):
             if isinstance(module, HookPoint):
                 module.name = name
 
-    def forward(self, tokens: Tensor) -> Tensor:
+    def forward(self, tokens: Tensor, at: Any = None) -> Tensor:
+        """Logits at every position, or only at positions `at` (an index list or slice): the last block
+        then computes its queries and MLP there alone, since nothing else reaches those logits (the
+        engines' saving when only a few positions carry answers)."""
         n = tokens.shape[-1]
         resid = self.hook_embed(self.embed.W_E[tokens]) + self.hook_pos_embed(self.pos_embed.W_pos[:n])
-        for block in self.blocks:
-            resid = block(resid)
+        last = len(self.blocks) - 1
+        for i, block in enumerate(self.blocks):
+            resid = block(resid, at if i == last else None)
         if hasattr(self, "ln_final"):
             resid = self.ln_final(resid)
         logits = resid @ self.unembed.W_U

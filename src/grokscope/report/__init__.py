@@ -20,9 +20,9 @@ from typing import Any, Sequence
 
 from grokscope.config import ConfigError
 from grokscope.io import RunDirError, atomic_write_text, check_folder
-from grokscope.report import figures, fourier_figures
+from grokscope.report import figures, fourier_figures, irrep_figures
 from grokscope.report.data import MissingData, RunData, load_run_data
-from grokscope.report.pages import comparison_page, run_page, sweep_page
+from grokscope.report.pages import comparison_page, crossover_page, run_page, sweep_page
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +55,11 @@ def write_report(runs: Any, out: str | Path | None = None, png_dir: str | Path |
     t0 = time.perf_counter()
     if len(runs) == 1 and isinstance(runs[0], (str, Path)):
         from grokscope.sweeps import load_sweep
+        from grokscope.sweeps.crossover import load_crossover
 
-        sweep = load_sweep(runs[0])
-        if sweep is not None:  # a sweep folder: the sweep report
-            page, figs = sweep_page(Path(runs[0]), sweep)
+        sweep, xover = load_sweep(runs[0]), load_crossover(runs[0])
+        if sweep is not None or xover is not None:  # a sweep or crossover folder: its own report
+            page, figs = sweep_page(Path(runs[0]), sweep) if sweep is not None else crossover_page(Path(runs[0]), xover)
             path = Path(out) if out is not None else Path(runs[0]) / "report.html"
             atomic_write_text(path, page.render("grokscope sweep report; works offline."))
             if png_dir is not None:
@@ -102,4 +103,4 @@ class _CallableModule(types.ModuleType):
 
 sys.modules[__name__].__class__ = _CallableModule
 
-__all__ = ["write_report", "figures", "fourier_figures", "load_run_data", "RunData", "MissingData"]
+__all__ = ["write_report", "figures", "fourier_figures", "irrep_figures", "load_run_data", "RunData", "MissingData"]

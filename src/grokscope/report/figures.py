@@ -219,6 +219,77 @@ def loss_curves(src: Any, phases: dict | None = None, grokking_step: int | None 
     return fig
 
 
+def component_curves(src: Any) -> go.Figure:
+    """Test loss (log) and accuracy of each loss component (output digit, skip trigram, op) over steps,
+    the overall test loss in grey, and each component's detected phase change (its steepest fall,
+    from the analysis summary's component_changes) as a marker on its curve.
+
+    src: a run or its metrics DataFrame with test_loss/<component> and test_acc/<component> columns.
+    """
+    from grokscope.analysis.phases import logged_components
+
+    metrics, data = _frame(src, "metrics")
+    names = logged_components(metrics)
+    if not names:
+        raise MissingData("this task's loss has no components")
+    m = _positive_steps(metrics)
+    if m.empty:
+        raise MissingData("no logged steps yet")
+    changes = ((data.summary or {}).get("component_changes") or {}) if data is not None else {}
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("test loss per component", "test accuracy per component"),
+                        horizontal_spacing=0.08)
+    step = m["step"].to_numpy(np.int64)
+    fig.add_trace(go.Scatter(x=step, y=_f32(m["test_loss"]), name="test loss (all)", mode="lines",
+                             line=dict(color="#9aa5b1", width=3)), row=1, col=1)
+    for i, name in enumerate(names):
+        color = PALETTE[i % len(PALETTE)]
+        fig.add_trace(go.Scatter(x=step, y=_f32(m[f"test_loss/{name}"]), name=name, mode="lines", line=dict(color=color),
+                                 legendgroup=name), row=1, col=1)
+        if f"test_acc/{name}" in m:
+            fig.add_trace(go.Scatter(x=step, y=_f32(m[f"test_acc/{name}"]), name=name, mode="lines", line=dict(color=color),
+                                     legendgroup=name, showlegend=False), row=1, col=2)
+        at = (changes.get(name) or {}).get("steepest")
+        if at is not None:
+            y = float(m.loc[m["step"] >= at, f"test_loss/{name}"].iloc[0])
+            fig.add_trace(go.Scatter(x=[at], y=[y], mode="markers", marker=dict(color=color, size=10, symbol="x"),
+                                     name=f"{name}: phase change at {at}", legendgroup=name, showlegend=False,
+                                     hovertemplate=f"{html.escape(name)}: phase change, steepest at step {at}<extra></extra>"),
+                          row=1, col=1)
+    fig.update_xaxes(title_text="step")
+    fig.update_yaxes(type="log", dtick=1, row=1, col=1)
+    fig.update_yaxes(range=[0, 1.02], row=1, col=2)
+    _layout(fig, "Loss per component")
+    _step_axis(fig, 2, step[0], step[-1])
+    return fig
+
+
+def head_scores(src: Any) -> go.Figure:
+    """Each attention head's induction score (left) and previous-token score (right) over training
+    (grokscope.analysis.heads), with the threshold that names a head dashed.
+
+    src: a run or the heads analysis's progress table.
+    """
+    table, data = _frame(src, "progress", "heads")
+    threshold = float(((data.analyses["heads"].summary or {}).get("threshold") or 0.5) if data is not None else 0.5)
+    heads = [c.split(".", 1)[1] for c in table.columns if c.startswith("induction_score.")]
+    if not heads or table.empty:
+        raise MissingData("no head scores")
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("induction score", "previous-token score"), horizontal_spacing=0.08)
+    step = table["step"].to_numpy(np.int64)
+    for i, head in enumerate(heads):
+        color = PALETTE[i % len(PALETTE)]
+        for col, kind in ((1, "induction_score"), (2, "prev_token_score")):
+            fig.add_trace(go.Scatter(x=step, y=_f32(table[f"{kind}.{head}"]), name=head, mode="lines+markers",
+                                     line=dict(color=color), legendgroup=head, showlegend=col == 1), row=1, col=col)
+    for col in (1, 2):
+        fig.add_hline(y=threshold, line=dict(dash="dash", color="#7f7f7f"), row=1, col=col)
+    fig.update_xaxes(title_text="step")
+    fig.update_yaxes(range=[0, 1.02])
+    _layout(fig, "Attention-head scores")
+    _step_axis(fig, 2, step[0], step[-1])
+    return fig
+
+
 # --- several runs --------------------------------------------------------------------------------
 
 def compare_curves(runs: Sequence[Any]) -> go.Figure:

@@ -10,6 +10,7 @@ import logging
 from typing import Any, Callable, Sequence
 
 import numpy as np
+import pandas as pd
 import plotly.graph_objects as go
 
 from grokscope.analysis.phases import grokking_step
@@ -47,8 +48,10 @@ def summary_card(data: RunData) -> str:
         ("run", data.name),
         ("directory", data.path),
         ("task", G.task_label(task) + (f"  ({group['expression']})" if group.get("expression") else "")),
-        *([("training pairs", f"{task.get('frac_train')} ({task.get('split')} split, data seed {task.get('data_seed')})")]
+        *([("training pairs", f"{task.get('frac_train')} ({task.get('split') or 'random'} split, data seed {task.get('data_seed')})")]
           if "frac_train" in task else []),
+        *([("training examples", f"{'infinite (fresh every step)' if task['n_train'] is None else task['n_train']}, "
+                                 f"{task.get('n_test')} test, data seed {task.get('data_seed')}")] if "n_train" in task else []),
         ("model", f"{model.get('n_layers')} layer(s), d_model {model.get('d_model')}, {model.get('n_heads')} heads x "
                   f"{model.get('d_head')}, d_mlp {model.get('d_mlp')}, {model.get('act_fn')}"),
         ("optimiser", f"{optim.get('name')} lr {optim.get('lr')}, weight decay {optim.get('weight_decay')}, "
@@ -77,23 +80,41 @@ def summary_card(data: RunData) -> str:
         results.append(("phase ends (memorisation / circuit formation / generalisation / clean-up)",
                         " / ".join(_fmt(ph.get(k)) for k in
                                    ("memorization_end", "circuit_formation_end", "generalization_end", "cleanup_end"))))
-        keys = s.get("key_frequencies") or []
-        results.append(("key frequencies", ", ".join(str(k) for k in keys) if keys else "none (no Fourier structure)"))
-        clusters = s.get("neuron_clusters") or {}
-        if clusters:
-            results.append(("neuron clusters", ", ".join(f"k={k}: {v}" if k != "unclustered" else f"unclustered: {v}"
-                                                         for k, v in clusters.items())))
-        results.append(("single-frequency neurons", _fmt(s.get("frac_neurons_single_frequency"), ".3f")))
-        results.append(("logit fit variance explained", _fmt(s.get("logit_fit_variance_explained"), ".3f")))
-        fin = s.get("final") or {}
-        results.append(("restricted loss train / test", f"{_fmt(fin.get('restricted_loss_train'))} / "
-                                                         f"{_fmt(fin.get('restricted_loss_test'))}"))
-        results.append(("excluded loss (train)", _fmt(fin.get("excluded_loss_train"))))
+        if "key_frequencies" in s:  # the Fourier analysis ran (modular tasks)
+            results += _fourier_rows(s)
+        changes = s.get("component_changes") or {}
+        if changes:
+            results.append(("phase change per component (steepest step)",
+                            ", ".join(f"{k} {_fmt((c or {}).get('steepest'))}" for k, c in changes.items())))
+        if "induction_heads" in s:
+            results.append(("induction / previous-token heads", f"{', '.join(s['induction_heads']) or 'none'} / "
+                                                                 f"{', '.join(s.get('previous_token_heads') or []) or 'none'}"
+                                                                 f" (induction score >= threshold from step {_fmt(s.get('induction_step'))})"))
+        if "key_irreps" in s:
+            counts = {k: v for k, v in (s.get("neuron_irreps") or {}).items() if k != "unclustered"}
+            results.append((f"key irreps of {s.get('irrep_group')}", ", ".join(s["key_irreps"]) or "none"))
+            results.append(("neurons dominated by one irrep", ", ".join(f"{k}: {v}" for k, v in counts.items()) or "none"))
     else:
         body_notes = note(data.missing.get("summary", "no analysis") + " — the sections that need it are left out.")
     config_rows = table(list(flatten_dict(cfg).items()))
     return (f'<div class="cards"><div>{table(setup)}</div><div>{table(results)}</div></div>{body_notes}'
             f"<details><summary>full configuration</summary>{config_rows}</details>")
+
+
+def _fourier_rows(s: dict) -> list[tuple[str, Any]]:
+    """The summary card's rows of the Fourier analysis (modular tasks)."""
+    keys = s.get("key_frequencies") or []
+    rows: list[tuple[str, Any]] = [("key frequencies", ", ".join(str(k) for k in keys) if keys else "none (no Fourier structure)")]
+    clusters = s.get("neuron_clusters") or {}
+    if clusters:
+        rows.append(("neuron clusters", ", ".join(f"k={k}: {v}" if k != "unclustered" else f"unclustered: {v}"
+                                                  for k, v in clusters.items())))
+    rows.append(("single-frequency neurons", _fmt(s.get("frac_neurons_single_frequency"), ".3f")))
+    rows.append(("logit fit variance explained", _fmt(s.get("logit_fit_variance_explained"), ".3f")))
+    fin = s.get("final") or {}
+    rows.append(("restricted loss train / test", f"{_fmt(fin.get('restricted_loss_train'))} / {_fmt(fin.get('restricted_loss_test'))}"))
+    rows.append(("excluded loss (train)", _fmt(fin.get("excluded_loss_train"))))
+    return rows
 
 
 def _try_figure(fn: Callable[[], go.Figure], what: str) -> tuple[go.Figure | None, str | None]:
@@ -121,7 +142,7 @@ def run_page(data: RunData) -> tuple[Page, dict[str, go.Figure]]:
     page = Page(f"grokscope report: {data.name}")
     stale_note = note(f"Stale analysis: {data.stale}.") if data.stale else ""
     page.add("Summary", stale_note + summary_card(data), anchor="summary")
-    sections = sections_for([*data.expected, *data.analyses])
+    sections = sections_for([*data.expected, *data.analyses], data=data)
     figs: dict[str, go.Figure] = {}
     _add_sections(page, sections, data, figs)
     nav = "<nav>" + "".join(f'<a href="#{s.id}">{esc(s.title)}</a>' for s in sections) + "</nav>"
@@ -176,4 +197,31 @@ def sweep_page(path: Any, sweep: dict) -> tuple[Page, dict[str, go.Figure]]:
                          "key_frequencies") if c in index]
     trials = S.with_outcomes(index)[shown + ["outcome"]] if len(index) else index
     page.add("Trials", frame_table(trials), anchor="trials", intro="One row per trained trial (its run directory under the folder).")
+    return page, figs
+
+
+def crossover_page(path: Any, doc: dict) -> tuple[Page, dict[str, go.Figure]]:
+    """A crossover folder (grokscope.sweeps.crossover): the search, the trials' figure and table."""
+    from grokscope.report import sweep_figures as S
+
+    search, result = doc.get("search") or {}, doc.get("crossover") or {}
+    page = Page(f"grokscope crossover search over {search.get('field')}")
+    head = table([("folder", path), ("field", search.get("field")), ("lo / hi", f"{search.get('lo')} / {search.get('hi')}"),
+                  ("budget", f"{search.get('max_trials')} trials of {(doc.get('base') or {}).get('train', {}).get('epochs')} "
+                             f"epochs; stop at test acc >= {search.get('target')}"),
+                  ("result", f"{result.get('status')}: largest size that did not generalise {result.get('below')}, "
+                             f"smallest that did {result.get('above')}"),
+                  ("compute", f"{result.get('trials')} trials, {result.get('steps')} steps")])
+    page.add("Crossover", head, anchor="crossover",
+             intro="Below the crossover a run memorises and never generalises within the budget; above it, it "
+                   "generalises, and just above it the generalisation comes late: grokking.")
+    figs: dict[str, go.Figure] = {}
+    fig, why = _try_figure(lambda: S.crossover_trials(doc), "crossover_trials")
+    if fig is not None:
+        figs["crossover_trials"] = fig
+    page.add("Trials by data size", page.figure_html(fig) if fig is not None else note(why or "no data"),
+             anchor="crossover_trials")
+    trials = pd.DataFrame(doc.get("trials") or [])
+    trials.insert(0, "trial", range(1, len(trials) + 1))
+    page.add("Trials", frame_table(trials), anchor="trials", intro="In the order run; each is a run directory in the folder.")
     return page, figs

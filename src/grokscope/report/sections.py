@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 from grokscope.report import figures as G
 from grokscope.report import fourier_figures as F
+from grokscope.report import irrep_figures as I
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,7 @@ class Section:
     title: str
     figure: Callable[[Any], Any]  # RunData (or a list of them, for comparisons) -> plotly Figure
     intro: str = ""  # how to read it; shown under the title
+    when: Callable[[Any], bool] | None = None  # RunData -> whether the section belongs in this run's page at all
 
 
 CURVES_INTRO = ("Train and test loss (log scale) and accuracy over training steps; the buttons switch the step axis "
@@ -30,11 +32,22 @@ PROGRESS_INTRO = ("Restricted loss keeps only the key frequencies' directions of
                   "clean-up as restricted test loss falling before the test loss does. Gini near 1 means the "
                   "weights use few frequencies.")
 
+def _has_components(data: Any) -> bool:
+    from grokscope.analysis.phases import logged_components
+
+    return bool(logged_components(getattr(data, "metrics", None)))
+
+
 RUN_SECTIONS: dict[str, list[Section]] = {
     "run": [
         Section("curves", "Loss and accuracy", G.loss_curves,
                 CURVES_INTRO + " Bands: memorisation, circuit formation, generalisation, clean-up (seed 004's phases, from the analysis); dashed "
                 "line: first step with test accuracy >= 0.99."),
+        Section("components", "Loss per component", G.component_curves,
+                "The test loss and accuracy of each part of the answer (an output digit, a skip trigram, an op), against "
+                "the overall test loss (grey). Seed 004 sees a separate phase change per component; x marks each "
+                "component's detected phase change (the steepest point of its fall; rule in docs/analysis.md).",
+                when=_has_components),
     ],
     "fourier": [
         Section("progress", "Progress measures", F.progress_measures,
@@ -60,6 +73,21 @@ RUN_SECTIONS: dict[str, list[Section]] = {
         Section("activations", "Neuron activations", F.neuron_activations,
                 "Activations of a few MLP neurons (one per key frequency first) for every input (x, y)."),
     ],
+    "irreps": [
+        Section("irreps", "Irreducible representations", I.irrep_progress,
+                "The S_n analogue of the Fourier progress measures. Each irreducible representation (irrep) of "
+                "the group is a set of directions in the functions of one element; a network that composes "
+                "elements through an irrep carries logits that are functions of the product x y in it. Top right: "
+                "each irrep's share of those logits; key irreps (solid) pass the rule in analysis/irreps/summary.json. "
+                "Restricted loss keeps only the key irreps' part of the logits, excluded loss removes it."),
+    ],
+    "heads": [
+        Section("heads", "Attention heads", G.head_scores,
+                "Induction score: attention from a token to the one after its previous copy, on random tokens repeated "
+                "twice. Previous-token score: attention to the position before. An induction circuit is a "
+                "previous-token head in one layer and an induction head in a later one; seed 004's repeated-"
+                "subsequence task needs one, and its loss falls when they form. Dashed: the threshold that names a head."),
+    ],
 }
 
 COMPARE_SECTIONS: dict[str, list[Section]] = {
@@ -74,7 +102,9 @@ def register_section(analysis: str, section: Section, compare: bool = False) -> 
     table.setdefault(analysis, []).append(section)
 
 
-def sections_for(analyses: list[str], compare: bool = False) -> list[Section]:
-    """The generic sections, then those of each analysis in `analyses`, in registration order."""
+def sections_for(analyses: list[str], compare: bool = False, data: Any = None) -> list[Section]:
+    """The generic sections, then those of each analysis in `analyses`, in registration order
+    (with `data`, a run's RunData, leaving out the sections whose `when` says they do not belong)."""
     table = COMPARE_SECTIONS if compare else RUN_SECTIONS
-    return [s for name, secs in table.items() if name == "run" or name in analyses for s in secs]
+    return [s for name, secs in table.items() if name == "run" or name in analyses for s in secs
+            if data is None or s.when is None or s.when(data)]

@@ -22,18 +22,7 @@ from plotly.subplots import make_subplots
 
 from grokscope.report.data import MissingData
 from grokscope.report.figures import PALETTE, _layout
-
-AT_ONCE = 2.0
-OUTCOMES = ("never groks", "groks", "generalises at once")
-
-
-def outcome(grok: float | None, mem: float | None) -> str:
-    if grok is None or pd.isna(grok):
-        return "never groks"
-    if mem is not None and not pd.isna(mem) and grok <= AT_ONCE * max(mem, 1):
-        return "generalises at once"
-    return "groks"
-
+from grokscope.sweeps.index import AT_ONCE, OUTCOMES, outcome
 
 def with_outcomes(index: pd.DataFrame) -> pd.DataFrame:
     df = index.copy()
@@ -137,3 +126,33 @@ def key_frequency_agreement(index: pd.DataFrame, swept: Sequence[str]) -> go.Fig
     fig = go.Figure(go.Bar(x=names, y=values, marker_color=PALETTE[0]))
     fig.update_yaxes(title_text="mean Jaccard overlap across seeds", range=[0, 1.02])
     return _layout(fig, "Do seeds find the same key frequencies?", height=380)
+
+
+def crossover_trials(doc: dict) -> go.Figure:
+    """A crossover search (grokscope.sweeps.crossover): each trial's data size against the step where
+    it memorised (train_acc >= 0.99, hollow) and generalised (test_acc >= target, filled; a cross at
+    the budget where it never did), coloured by outcome; the bracket found is shaded."""
+    trials = pd.DataFrame(doc.get("trials") or [])
+    if trials.empty:
+        raise MissingData("no trial has finished yet")
+    search, result = doc.get("search") or {}, doc.get("crossover") or {}
+    colors = dict(zip(OUTCOMES, ["#d62728", "#1f77b4", "#2ca02c"]))
+    fig = go.Figure()
+    for o in OUTCOMES:
+        t = trials[trials.outcome == o]
+        if t.empty:
+            continue
+        gen = t.generalization_step.where(t.generalised, t.last_step)
+        fig.add_trace(go.Scatter(x=t.value, y=gen.astype(float), mode="markers", name=o,
+                                 marker=dict(color=colors[o], size=11, symbol="circle" if o != "never groks" else "x"),
+                                 text=[f"trial {i + 1}: {p}" for i, p in zip(t.index, t.path)],
+                                 hovertemplate="%{text}<br>size %{x}<br>step %{y}<extra></extra>"))
+        fig.add_trace(go.Scatter(x=t.value, y=t.memorization_step.astype(float), mode="markers", showlegend=False,
+                                 marker=dict(color=colors[o], size=9, symbol="circle-open"), hoverinfo="skip"))
+    if result.get("below") is not None and result.get("above") is not None:
+        fig.add_vrect(x0=result["below"], x1=result["above"], fillcolor="#ffbb78", opacity=0.35, line_width=0,
+                      annotation_text="crossover", annotation_position="top left")
+    field = search.get("field", "data size")
+    fig.update_xaxes(title_text=f"{field} (log)", type="log")
+    fig.update_yaxes(title_text="step (filled: test acc >= target or budget; hollow: memorised)", type="log")
+    return _layout(fig, f"Crossover search over {field}")

@@ -29,6 +29,17 @@ from grokscope.run import load_run
 log = logging.getLogger(__name__)
 
 HEADLINE = ("key_frequencies", "frac_neurons_single_frequency", "logit_fit_variance_explained")
+AT_ONCE = 2.0  # generalising by AT_ONCE x the memorisation step is "at once", later is grokking
+OUTCOMES = ("never groks", "groks", "generalises at once")
+
+
+def outcome(grok: float | None, mem: float | None) -> str:
+    """One of OUTCOMES from the grokking (test_acc >= 0.99) and memorisation (train_acc >= 0.99) steps."""
+    if grok is None or pd.isna(grok):
+        return "never groks"
+    if mem is not None and not pd.isna(mem) and grok <= AT_ONCE * max(mem, 1):
+        return "generalises at once"
+    return "groks"
 
 
 def find_runs(root: str | Path) -> list[Path]:

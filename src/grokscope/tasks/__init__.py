@@ -9,8 +9,14 @@ from __future__ import annotations
 from typing import Any
 
 from grokscope.config import TASK_CONFIGS
-from grokscope.tasks.base import Batch, Split, Task
+from grokscope.tasks.base import NO_TARGET, Batch, Split, Task, components_of, is_infinite
+from grokscope.tasks.digit_add import DigitAddConfig, DigitAddTask
+from grokscope.tasks.max_element import MaxElementConfig, MaxElementTask
 from grokscope.tasks.modular import ModularTask
+from grokscope.tasks.modular_multi import ModularMultiConfig, ModularMultiTask
+from grokscope.tasks.perm_compose import PermComposeConfig, PermComposeTask
+from grokscope.tasks.repeat_subseq import RepeatSubseqConfig, RepeatSubseqTask
+from grokscope.tasks.sparse_parity import SparseParityConfig, SparseParityTask
 
 TASKS: dict[str, type] = {"modular": ModularTask}
 
@@ -21,6 +27,12 @@ def register_task(name: str, config_cls: type, task_cls: type) -> None:
     TASKS[name] = task_cls
 
 
+for _cfg, _task in ((DigitAddConfig, DigitAddTask), (RepeatSubseqConfig, RepeatSubseqTask), (MaxElementConfig, MaxElementTask),
+                    (PermComposeConfig, PermComposeTask), (SparseParityConfig, SparseParityTask),
+                    (ModularMultiConfig, ModularMultiTask)):
+    register_task(_task.name, _cfg, _task)
+
+
 def task_class(cfg: Any) -> type:
     return TASKS[cfg.name]
 
@@ -29,4 +41,5 @@ def make_task(cfg: Any) -> Task:
     return task_class(cfg).from_config(cfg)
 
 
-__all__ = ["Batch", "ModularTask", "Split", "Task", "TASKS", "make_task", "register_task", "task_class"]
+__all__ = ["Batch", "NO_TARGET", "ModularTask", "Split", "Task", "TASKS", "components_of", "is_infinite", "make_task",
+           "register_task", "task_class"]
