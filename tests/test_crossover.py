@@ -74,6 +74,8 @@ def test_cli_runs_real_trials_writes_a_report_and_reuses_them(tmp_path, capsys):
     assert run.config.task.frac_train == 0.3 and run.config.train.stop_at_test_acc == 0.99
     assert doc["trials"][1]["n_train"] == round(0.6 * 23 * 23)
     assert "Crossover search over task.frac_train" in (out / "report.html").read_text()
+    (out / "report.html").unlink()
+    assert main(["report", str(out)]) == 0 and "Crossover search" in (out / "report.html").read_text()
     before = {p: p.stat().st_mtime_ns for p in out.rglob("*.safetensors")}
     assert main(argv) == 0  # the same search again: the finished trials are read, not retrained
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*.safetensors")} == before
@@ -81,3 +83,11 @@ def test_cli_runs_real_trials_writes_a_report_and_reuses_them(tmp_path, capsys):
     assert main([*argv[:-1], str(out), "--rel-tol", "0.2"]) == 2  # another search into the same folder
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "another crossover search" in err
+
+
+def test_a_step_budget_gives_every_size_the_same_steps():
+    cfg = grokscope.get_preset("digit_add5_finite").replace(**{"train.batch_size": 256})
+    search = X.Search("task.n_train", 300, 3000, steps=1000)
+    for n in (300, 1000, 3000):
+        steps = search.config(cfg, n).total_steps()
+        assert 1000 <= steps < 1000 + -(-n // 256)  # whole epochs: at most one epoch over the budget

@@ -23,7 +23,7 @@ SMALL = {"model.d_model": 32, "model.n_heads": 2, "model.d_head": 16, "model.d_m
 # A test-sized config per task: each reaches 100 % train accuracy in a few seconds on 2 cores.
 TEST_CONFIGS = {
     "modular": {"task.p": 23, "task.frac_train": 0.5},
-    "digit_add": {"task.name": "digit_add", "task.n_digits": 2, "task.n_train": 200, "task.n_test": 200},
+    "digit_add": {"task.name": "digit_add", "task.n_digits": 2, "task.n_train": 200, "task.n_test": 200, "train.epochs": 500},
     "sparse_parity": {"task.name": "sparse_parity", "task.n_bits": 8, "task.k": 2, "task.n_train": 128, "task.n_test": 100},
     "max_element": {"task.name": "max_element", "task.seq_len": 5, "task.n_small": 5, "task.n_big": 3, "task.n_train": 200,
                     "task.n_test": 200, "model.attn_only": True},

@@ -171,11 +171,15 @@ def cmd_report(args: argparse.Namespace) -> int:
     from grokscope.report import write_report
     from grokscope.run import load_run
     from grokscope.sweeps import load_sweep
+    from grokscope.sweeps.crossover import load_crossover
 
-    runs = args.runs if len(args.runs) == 1 and load_sweep(args.runs[0]) is not None else _expand_runs(args.runs)
+    def folder(path: str) -> bool:  # a sweep or a crossover search: its own report
+        return load_sweep(path) is not None or load_crossover(path) is not None
+
+    runs = args.runs if len(args.runs) == 1 and folder(args.runs[0]) else _expand_runs(args.runs)
     out = write_report(runs, out=args.out, png_dir=args.png, reanalyze=args.reanalyze)
     for r in runs:  # say it where the user looks, not only in the page
-        if load_sweep(r) is None:
+        if not folder(r):
             run = load_run(r)
             why = stale(run, run.analysis().summary)
             if why:
@@ -236,8 +240,9 @@ def cmd_crossover(args: argparse.Namespace) -> int:
 
     cfg = _config_from_args(args)
     out = Path(args.out) if args.out else Path("runs") / f"crossover-{cfg.task.name}"
+    budget = f"{args.steps} steps" if args.steps else f"{cfg.train.epochs} epochs"
     print(f"crossover search over {args.field} in [{args.lo:g}, {args.hi:g}] into {out}: at most {args.max_trials} "
-          f"trials of {cfg.train.epochs} epochs, each stopping at test acc >= {args.target:g}", flush=True)
+          f"trials of {budget}, each stopping at test acc >= {args.target:g}", flush=True)
     print(f"{'trial':>5} {args.field:>16} {'memorised':>10} {'generalised':>12} {'steps':>8}  outcome", flush=True)
     count = iter(range(1, 10 ** 6))
 
@@ -246,7 +251,7 @@ def cmd_crossover(args: argparse.Namespace) -> int:
               f"{str(row['generalization_step']):>12} {row['last_step']:>8}  {row['outcome']}", flush=True)
 
     doc = crossover(cfg, out, args.field, args.lo, args.hi, max_trials=args.max_trials, rel_tol=args.rel_tol,
-                    target=args.target, on_trial=show)
+                    target=args.target, steps=args.steps, on_trial=show)
     r = doc["crossover"]
     print(f"{r['status']}: largest size that did not generalise {r['below']}, smallest that did {r['above']} "
           f"({r['trials']} trials, {r['steps']} steps); report: {write_report(out)}")
@@ -325,6 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-trials", type=int, default=8, help="the compute budget in runs of train.epochs each (default 8)")
     p.add_argument("--rel-tol", type=float, default=0.1, help="stop once hi / lo <= 1 + this (default 0.1)")
     p.add_argument("--target", type=float, default=0.99, help="test accuracy that counts as generalising (default 0.99)")
+    p.add_argument("--steps", type=int, help="each trial's budget in optimizer steps, whatever its size (default: train.epochs)")
     p.add_argument("--out", help="the search folder (default runs/crossover-<task>); re-run with the same to resume")
     p.set_defaults(func=cmd_crossover)
 

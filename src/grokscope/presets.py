@@ -45,10 +45,15 @@ PRESETS: dict[str, dict] = {
     # one of 10 large values (10..19) to find; infinite data.
     "skip_trigram": {"task.name": "max_element", "model.attn_only": True, "train.batch_size": 128,
                      "optim.weight_decay": 0.1, "train.epochs": 3000, "train.eval_every": 10, "train.checkpoint_every": 100},
-    # x o y in S_5 (seed 003, after Power et al. 2022): half of the 14400 pairs, the canonical
-    # 1-layer model and optimiser, full batch.
-    "s5": {"task.name": "perm_compose", "task.n": 5, "task.frac_train": 0.5, "train.epochs": 20000,
-           "train.checkpoint_every": 200},
+    # x o y in S_5 (seed 003, after Power et al. 2022): the canonical 1-layer model and AdamW (wd 1)
+    # in minibatches of 512 (openai/grok's batch). Full batch on half the pairs had not generalised
+    # after 13600 steps. `grokscope crossover` over frac_train with this config bracketed the
+    # crossover in (0.413, 0.440) (docs/tasks.md); its trial at 0.4400558683966967 (the geometric
+    # midpoint, kept exact so this preset is that run) groks: train accuracy 0.99 at step 3300, test
+    # 0.99 at 9200, through the standard and sign irreps. So close to the crossover the split matters:
+    # frac_train 0.44 (another split) had not generalised by step 14750.
+    "s5": {"task.name": "perm_compose", "task.n": 5, "task.frac_train": 0.4400558683966967, "train.batch_size": 512,
+           "train.epochs": 1500, "train.eval_every": 50, "train.checkpoint_every": 500},
     # Sparse parity (Barak et al. 2022): parity of 3 hidden bits of 40, infinite data, batch 256; the
     # loss sits at log 2 long before it falls.
     "sparse_parity": {"task.name": "sparse_parity", "task.n_bits": 40, "task.k": 3, "train.batch_size": 256,

@@ -207,8 +207,10 @@ def crossover_page(path: Any, doc: dict) -> tuple[Page, dict[str, go.Figure]]:
     search, result = doc.get("search") or {}, doc.get("crossover") or {}
     page = Page(f"grokscope crossover search over {search.get('field')}")
     head = table([("folder", path), ("field", search.get("field")), ("lo / hi", f"{search.get('lo')} / {search.get('hi')}"),
-                  ("budget", f"{search.get('max_trials')} trials of {(doc.get('base') or {}).get('train', {}).get('epochs')} "
-                             f"epochs; stop at test acc >= {search.get('target')}"),
+                  ("budget", f"{search.get('max_trials')} trials of "
+                             + (f"{search['steps']} steps" if search.get("steps") else
+                                f"{(doc.get('base') or {}).get('train', {}).get('epochs')} epochs")
+                             + f"; stop at test acc >= {search.get('target')}"),
                   ("result", f"{result.get('status')}: largest size that did not generalise {result.get('below')}, "
                              f"smallest that did {result.get('above')}"),
                   ("compute", f"{result.get('trials')} trials, {result.get('steps')} steps")])
@@ -220,7 +222,9 @@ def crossover_page(path: Any, doc: dict) -> tuple[Page, dict[str, go.Figure]]:
     if fig is not None:
         figs["crossover_trials"] = fig
     page.add("Trials by data size", page.figure_html(fig) if fig is not None else note(why or "no data"),
-             anchor="crossover_trials")
+             anchor="crossover_trials",
+             intro="Filled: the step where test accuracy reached the target (a cross: the budget, never reached); "
+                   "hollow: the step where train accuracy reached 0.99. Shaded: the bracket found.")
     trials = pd.DataFrame(doc.get("trials") or [])
     trials.insert(0, "trial", range(1, len(trials) + 1))
     page.add("Trials", frame_table(trials), anchor="trials", intro="In the order run; each is a run directory in the folder.")

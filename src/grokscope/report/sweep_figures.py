@@ -149,10 +149,11 @@ def crossover_trials(doc: dict) -> go.Figure:
                                  hovertemplate="%{text}<br>size %{x}<br>step %{y}<extra></extra>"))
         fig.add_trace(go.Scatter(x=t.value, y=t.memorization_step.astype(float), mode="markers", showlegend=False,
                                  marker=dict(color=colors[o], size=9, symbol="circle-open"), hoverinfo="skip"))
-    if result.get("below") is not None and result.get("above") is not None:
-        fig.add_vrect(x0=result["below"], x1=result["above"], fillcolor="#ffbb78", opacity=0.35, line_width=0,
-                      annotation_text="crossover", annotation_position="top left")
     field = search.get("field", "data size")
+    title = f"Crossover search over {field}"
+    if result.get("below") is not None and result.get("above") is not None:
+        fig.add_vrect(x0=result["below"], x1=result["above"], fillcolor="#ffbb78", opacity=0.35, line_width=0)
+        title += f": between {result['below']:.4g} and {result['above']:.4g}"
     fig.update_xaxes(title_text=f"{field} (log)", type="log")
-    fig.update_yaxes(title_text="step (filled: test acc >= target or budget; hollow: memorised)", type="log")
-    return _layout(fig, f"Crossover search over {field}")
+    fig.update_yaxes(title_text="step (log)", type="log")
+    return _layout(fig, title)

@@ -4,7 +4,8 @@ authors found each task's crossover by hand).
 
 Each trial is an ordinary run directory, OUT/<field>=<value>, trained with the base config and
 `train.stop_at_test_acc = target`, so a trial that generalises stops there and one that does not
-costs the whole budget (`train.epochs`). The search evaluates `lo` and `hi`, then bisects
+costs the whole budget (`train.epochs`, or `steps` optimizer steps whatever the size: with minibatches
+a bigger training set has more steps per epoch). The search evaluates `lo` and `hi`, then bisects
 geometrically (sizes span scales) while hi / lo > 1 + rel_tol (integers: while they differ by more
 than 1) and trials remain, assuming that generalising is monotone in the data size. OUT/crossover.json
 (written atomically after every trial) holds the trials and the result; running the same search
@@ -47,6 +48,7 @@ class Search:
     max_trials: int = 8  # the compute budget: at most this many runs of train.epochs each
     rel_tol: float = 0.1  # stop once hi / lo <= 1 + rel_tol
     target: float = 0.99  # test accuracy that counts as generalising
+    steps: int | None = None  # each trial's budget in optimizer steps, whatever its size (None: train.epochs)
 
     def check(self, cfg: RunConfig) -> None:
         if self.field not in FIELDS:
@@ -65,6 +67,8 @@ class Search:
             raise ConfigError("--rel-tol", f"must be > 0 (got {self.rel_tol})")
         if not 0 < self.target <= 1:
             raise ConfigError("--target", f"must be in (0, 1] (got {self.target})")
+        if self.steps is not None and self.steps < 1:
+            raise ConfigError("--steps", f"must be an integer >= 1 (got {self.steps})")
         for v in (self.lo, self.hi):  # both ends make valid configs (the task checks its own sizes)
             self.config(cfg, self.value(v))
 
@@ -72,7 +76,11 @@ class Search:
         return int(round(v)) if FIELDS[self.field] is int else float(v)
 
     def config(self, cfg: RunConfig, value: float | int) -> RunConfig:
-        return cfg.replace(**{self.field: value, "train.stop_at_test_acc": self.target})
+        out = cfg.replace(**{self.field: value, "train.stop_at_test_acc": self.target})
+        if self.steps is not None:  # with minibatches a bigger training set has more steps per epoch
+            per_epoch = out.replace(**{"train.epochs": 1}).total_steps()
+            out = out.replace(**{"train.epochs": -(-self.steps // per_epoch)})
+        return out
 
     def midpoint(self, lo: float, hi: float) -> float | int | None:
         """The next size between lo and hi, or None when the bracket is as tight as asked."""
@@ -132,11 +140,12 @@ def _result(trials: list[dict], search: Search, finished: bool) -> dict[str, Any
 
 
 def crossover(cfg: RunConfig, out: str | Path, field: str, lo: float, hi: float, max_trials: int = 8,
-              rel_tol: float = 0.1, target: float = 0.99,
+              rel_tol: float = 0.1, target: float = 0.99, steps: int | None = None,
               on_trial: Callable[[dict], None] | None = None) -> dict[str, Any]:
     """Search for the crossover data size (module docstring); returns the crossover.json document.
+    steps: each trial's budget in optimizer steps (None: the base config's train.epochs).
     on_trial: called with each trial's row as it finishes (the CLI prints it)."""
-    search = Search(field, lo, hi, max_trials, rel_tol, target)
+    search = Search(field, lo, hi, max_trials, rel_tol, target, steps)
     search.check(cfg)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
