@@ -185,6 +185,7 @@ def test_outcomes_and_phase_diagram_on_a_planted_index():
 
     assert S.outcome(None, 100) == "never groks" and S.outcome(150, 100) == "generalises at once"
     assert S.outcome(5000, 100) == "groks"
+    assert S.outcome(500, None) == "generalises at once"  # generalised before (or without) memorising
     index = pd.DataFrame({"a": [1, 1, 2, 2], "b": [0.1, 0.1, 0.1, 0.1], "train.seed": [0, 1, 0, 1],
                           "grokking_step": [None, 400.0, 900.0, 1100.0], "memorization_step": [100, 100, 100, 100],
                           "final_test_acc": [0.3, 1.0, 1.0, 1.0], "key_frequencies": [None, "[1, 2]", "[1, 2]", "[1, 3]"]})

@@ -54,9 +54,10 @@ PRESETS: dict[str, dict] = {
     # frac_train 0.44 (another split) had not generalised by step 14750.
     "s5": {"task.name": "perm_compose", "task.n": 5, "task.frac_train": 0.4400558683966967, "train.batch_size": 512,
            "train.epochs": 1500, "train.eval_every": 50, "train.checkpoint_every": 500},
-    # Sparse parity (Barak et al. 2022): parity of 3 hidden bits of 40, infinite data, batch 256; the
-    # loss sits at log 2 long before it falls.
-    "sparse_parity": {"task.name": "sparse_parity", "task.n_bits": 40, "task.k": 3, "train.batch_size": 256,
+    # Sparse parity (Barak et al. 2022): parity of 3 hidden bits of 20, infinite data, batch 256; the
+    # loss sits at log 2 for ~600 steps, then falls to 0.08 within 20 (measured, docs/tasks.md). With
+    # 40 bits (Barak et al.'s example size) this config stayed at log 2 for all 10000 steps.
+    "sparse_parity": {"task.name": "sparse_parity", "task.n_bits": 20, "task.k": 3, "train.batch_size": 256,
                       "optim.weight_decay": 0.1, "train.epochs": 10000, "train.eval_every": 20,
                       "train.checkpoint_every": 200},
     # x + y and x - y mod 59 in one model (seed 004's multi-algorithm question), 30 % of the 2 x 59^2

@@ -224,7 +224,7 @@ def crossover_page(path: Any, doc: dict) -> tuple[Page, dict[str, go.Figure]]:
     page.add("Trials by data size", page.figure_html(fig) if fig is not None else note(why or "no data"),
              anchor="crossover_trials",
              intro="Filled: the step where test accuracy reached the target (a cross: the budget, never reached); "
-                   "hollow: the step where train accuracy reached 0.99. Shaded: the bracket found.")
+                   "hollow: the step where train accuracy reached it. Shaded: the bracket found.")
     trials = pd.DataFrame(doc.get("trials") or [])
     trials.insert(0, "trial", range(1, len(trials) + 1))
     page.add("Trials", frame_table(trials), anchor="trials", intro="In the order run; each is a run directory in the folder.")

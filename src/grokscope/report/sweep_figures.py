@@ -2,7 +2,7 @@
 
 Each trial gets an outcome (the rule, AT_ONCE = 2):
   never groks           no logged step with test_acc >= 0.99 within the budget;
-  generalises at once   grokking step <= AT_ONCE x the memorisation step (train_acc >= 0.99);
+  generalises at once   grokking step <= AT_ONCE x the memorisation step (train_acc >= 0.99), or no memorisation first;
   groks                 otherwise: generalisation follows memorisation after a delay.
 A cell of the phase diagram (one value of each of two swept fields, all seeds) shows its grok
 rate (share of trials that reach 0.99 test accuracy), the median grokking step and the most
@@ -130,7 +130,7 @@ def key_frequency_agreement(index: pd.DataFrame, swept: Sequence[str]) -> go.Fig
 
 def crossover_trials(doc: dict) -> go.Figure:
     """A crossover search (grokscope.sweeps.crossover): each trial's data size against the step where
-    it memorised (train_acc >= 0.99, hollow) and generalised (test_acc >= target, filled; a cross at
+    it memorised (train_acc >= target, hollow) and generalised (test_acc >= target, filled; a cross at
     the budget where it never did), coloured by outcome; the bracket found is shaded."""
     trials = pd.DataFrame(doc.get("trials") or [])
     if trials.empty:

@@ -111,7 +111,7 @@ def run_trial(cfg: RunConfig, path: Path, search: Search) -> dict[str, Any]:
     m = run.metrics
     steps = m["step"].to_numpy()
     gen = first_step_at_least(steps, m["test_acc"].to_numpy(), search.target)
-    mem = first_step_at_least(steps, m["train_acc"].to_numpy(), 0.99)
+    mem = first_step_at_least(steps, m["train_acc"].to_numpy(), search.target)  # like with like
     return {"value": getattr(cfg.task, search.field.split(".")[1]), "path": path.name,
             "n_train": int(run.task.batch("train").mask.sum()),
             "generalised": gen is not None, "memorization_step": mem, "generalization_step": gen,

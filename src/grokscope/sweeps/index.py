@@ -34,10 +34,11 @@ OUTCOMES = ("never groks", "groks", "generalises at once")
 
 
 def outcome(grok: float | None, mem: float | None) -> str:
-    """One of OUTCOMES from the grokking (test_acc >= 0.99) and memorisation (train_acc >= 0.99) steps."""
+    """One of OUTCOMES from the grokking (test_acc >= 0.99) and memorisation (train_acc >= 0.99)
+    steps. Generalising without having memorised first is "at once" too."""
     if grok is None or pd.isna(grok):
         return "never groks"
-    if mem is not None and not pd.isna(mem) and grok <= AT_ONCE * max(mem, 1):
+    if mem is None or pd.isna(mem) or grok <= AT_ONCE * max(mem, 1):
         return "generalises at once"
     return "groks"
 
