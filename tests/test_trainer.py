@@ -239,5 +239,8 @@ def test_stop_at_test_acc_ends_at_the_first_evaluation_that_reaches_it(tiny_run,
     run = grokscope.load_run(path)
     assert run.steps[-1] == first and int(run.metrics.step.iloc[-1]) == first
     np.testing.assert_allclose(run.metrics.test_acc, full.test_acc[full.step <= first])
+    from grokscope.sweeps import trial_status
+
+    assert trial_status(path, tiny(**{"train.stop_at_test_acc": target})) == "done"  # sweeps and crossover skip it
     grokscope.train(tiny(**{"train.stop_at_test_acc": target}), path, resume=True)  # already stopped: no more steps
     assert grokscope.load_run(path).steps[-1] == first

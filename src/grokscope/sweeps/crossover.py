@@ -28,8 +28,8 @@ from grokscope.analysis.phases import first_step_at_least
 from grokscope.config import ConfigError, RunConfig
 from grokscope.io import RunDirError, atomic_write_json, read_json
 from grokscope.run import load_run
-from grokscope.runstore import RunStore
 from grokscope.sweeps.index import outcome
+from grokscope.sweeps.runner import trial_status
 from grokscope.trainer import train
 
 log = logging.getLogger(__name__)
@@ -96,17 +96,9 @@ def trial_dir(out: Path, search: Search, value: float | int) -> Path:
 
 def run_trial(cfg: RunConfig, path: Path, search: Search) -> dict[str, Any]:
     """Train (or finish) one trial and read its outcome from its metrics."""
-    store = RunStore(path)
-    done = False
-    if store.exists():
-        try:
-            m = load_run(path).metrics
-        except RunDirError:  # killed before its first checkpoint: the resume starts it afresh
-            m = None
-        last = m.iloc[-1] if m is not None and len(m) else None
-        done = last is not None and (int(last["step"]) == cfg.total_steps() or float(last["test_acc"]) >= search.target)
-    if not done:
-        train(cfg, path, resume=store.exists())
+    status = trial_status(path, cfg)  # a trial that stopped at the target is done, as one at its budget
+    if status != "done":
+        train(cfg, path, resume=status == "partial")
     run = load_run(path)
     m = run.metrics
     steps = m["step"].to_numpy()

@@ -36,8 +36,8 @@ BACKENDS = ("local", "ray")
 
 
 def trial_status(path: Path, cfg: RunConfig) -> str:
-    """'done' (the last step's checkpoint and metrics row are written), 'partial' (a run that can
-    resume) or 'new'."""
+    """'done' (the last step's checkpoint and metrics row are written: the final step, or the step
+    where train.stop_at_test_acc ended the run), 'partial' (a run that can resume) or 'new'."""
     store = RunStore(path)
     if not store.exists():
         return "new"
@@ -46,9 +46,11 @@ def trial_status(path: Path, cfg: RunConfig) -> str:
         metrics = store.load_metrics()
     except RunDirError:
         return "partial"
-    last = cfg.total_steps()
-    done = bool(steps) and steps[-1] == last and len(metrics) and int(metrics["step"].iloc[-1]) == last
-    return "done" if done else "partial"
+    if not steps or not len(metrics) or int(metrics["step"].iloc[-1]) != steps[-1]:
+        return "partial"
+    stop_at = cfg.train.stop_at_test_acc
+    stopped = stop_at is not None and float(metrics["test_acc"].iloc[-1]) >= stop_at
+    return "done" if steps[-1] == cfg.total_steps() or stopped else "partial"
 
 
 @dataclass(frozen=True)
