@@ -48,7 +48,7 @@ def is_prime(n: int) -> bool:
 class TaskShape:
     """What the model and the trainer need to know of a task before its data exists."""
 
-    d_vocab: int
+    d_vocab: int  # 0: the inputs are n_ctx real-valued features, not tokens (two_feature_digits' pixels)
     d_vocab_out: int
     n_ctx: int
     n_train: Optional[int]  # training examples (sequences); None = infinite data (fresh examples every step)
@@ -119,6 +119,10 @@ class ModelConfig:
     def n_params(self, shape: TaskShape) -> int:
         per_layer = 4 * self.n_heads * self.d_model * self.d_head + (0 if self.attn_only else 2 * self.d_model * self.d_mlp)
         return (shape.d_vocab + shape.d_vocab_out) * self.d_model + self.n_layers * per_layer
+
+    def activation_floats(self, shape: TaskShape) -> int:
+        """Floats of activation per example (forward and backward), for the trainer's memory estimate."""
+        return shape.n_ctx * (8 * self.d_model + 3 * self.d_mlp + shape.d_vocab_out) * self.n_layers
 
     def size_key(self) -> str:
         """The key to name when the model is too big: the one furthest above its canonical value."""
@@ -251,6 +255,10 @@ class RunConfig:
         for i, entry in enumerate(self.interventions):
             entry.check(f"interventions.{i}")
         shape = self.task.shape()
+        if shape.d_vocab == 0 and not getattr(self.model, "takes_features", False):
+            families = ", ".join(n for n, c in MODEL_CONFIGS.items() if getattr(c, "takes_features", False))
+            raise ConfigError("model.name", f"task {self.task.name!r} gives real-valued features, not tokens "
+                              f"(allowed: {families}; got {self.model.name!r})")
         if shape.n_train is None:
             if self.train.batch_size is None:
                 raise ConfigError("train.batch_size", "must be an integer >= 1 with infinite data (task.n_train: null): "

@@ -129,14 +129,13 @@ def available_memory(device: torch.device) -> int | None:
 
 def estimate_bytes(cfg: RunConfig, members: int) -> int:
     """A lower bound on training memory: four float32 copies of the parameters (weights, gradient,
-    two AdamW moments) and the batch's activations (~ n_ctx x (8 d_model + 3 d_mlp + d_vocab_out)
-    floats per example, the generic engine's forward and backward), per member."""
+    two AdamW moments) and the batch's activations (the model family's `activation_floats` per
+    example: the generic engine's forward and backward), per member."""
     shape = cfg.task.shape()
     batch = cfg.train.batch_size or shape.n_train
     batch = batch if shape.n_train is None else min(batch, shape.n_train)
     m = cfg.model
-    per_example = shape.n_ctx * (8 * m.d_model + 3 * getattr(m, "d_mlp", 0) + shape.d_vocab_out) * m.n_layers
-    return members * 4 * (4 * m.n_params(shape) + batch * per_example)
+    return members * 4 * (4 * m.n_params(shape) + batch * m.activation_floats(shape))
 
 
 def check_memory(cfg: RunConfig, members: int, device: torch.device) -> None:

@@ -7,9 +7,11 @@
 `analyze` is the driver (core.py); each analysis is a registered class (registry.py). The first
 is the Fourier analysis of modular arithmetic (Nanda et al. 2023), in `analysis/modular/`; `heads`
 scores attention heads as previous-token and induction heads (analysis/heads.py); `irreps` is the
-group version of the Fourier analysis for S_n (analysis/groups/).
+group version of the Fourier analysis for S_n (analysis/groups/); `formation` follows each
+chunk of a chunked MLP into a circle (analysis/chunks.py, analysis/formation.py).
 """
 
+from grokscope.analysis.chunks import ChunkFormation
 from grokscope.analysis.core import AnalysisResult, MemoryRun, analyze, choose_analyses, load_analysis, stale, subsample_steps
 from grokscope.analysis.groups import IrrepAnalysis, IrrepRule
 from grokscope.analysis.heads import HeadScores
@@ -20,9 +22,10 @@ from grokscope.analysis.registry import ANALYSES, AnalysisOutput, register_analy
 register_analysis(FourierAnalysis)
 register_analysis(HeadScores)
 register_analysis(IrrepAnalysis)
+register_analysis(ChunkFormation)
 
 __all__ = [
-    "ANALYSES", "AnalysisOutput", "AnalysisResult", "FourierAnalysis", "HeadScores", "IrrepAnalysis", "IrrepRule", "KeyRule", "MemoryRun", "PhaseRule",
+    "ANALYSES", "AnalysisOutput", "AnalysisResult", "ChunkFormation", "FourierAnalysis", "HeadScores", "IrrepAnalysis", "IrrepRule", "KeyRule", "MemoryRun", "PhaseRule",
     "Phases", "analyze", "choose_analyses", "detect_phases", "stale", "load_analysis", "register_analysis", "subsample_steps",
     "unregister_analysis",
 ]

@@ -11,7 +11,9 @@ from typing import Any, Callable
 from torch import nn
 
 from grokscope.config import MODEL_CONFIGS, RunConfig
-from grokscope.models.transformer import HookPoint, Transformer, make_transformer
+from grokscope.models.hooks import HookPoint, Hooked
+from grokscope.models.mlp import MLP, MLPConfig, make_mlp
+from grokscope.models.transformer import Transformer, make_transformer
 
 MODELS: dict[str, Callable[..., nn.Module]] = {"transformer": make_transformer}
 
@@ -21,9 +23,15 @@ def register_model(name: str, config_cls: type, builder: Callable[..., nn.Module
     MODELS[name] = builder
 
 
+register_model("mlp", MLPConfig, make_mlp)
+
+
 def make_model(cfg: RunConfig, task: Any) -> nn.Module:
-    """The model for `cfg.model`, shaped by the task's vocabulary and context, initialised from train.seed."""
+    """The model for `cfg.model`, shaped by the task's vocabulary and context, initialised from train.seed.
+    A family whose config has `check_task(task)` refuses tasks it cannot read (ConfigError)."""
+    if hasattr(cfg.model, "check_task"):
+        cfg.model.check_task(task)
     return MODELS[cfg.model.name](cfg.model, task.d_vocab, task.d_vocab_out, task.n_ctx, cfg.train.seed)
 
 
-__all__ = ["HookPoint", "MODELS", "Transformer", "make_model", "make_transformer", "register_model"]
+__all__ = ["HookPoint", "Hooked", "MLP", "MLPConfig", "MODELS", "Transformer", "make_mlp", "make_model", "make_transformer", "register_model"]

@@ -17,25 +17,14 @@ Initialisation (as the reference code of Nanda et al. 2023, with `n(a, b)` a sta
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from grokscope.config import ModelConfig
-
-
-class HookPoint(nn.Module):
-    """Identity on an activation; a place to read or replace it, named by the root module."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.name = ""
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x
+from grokscope.models.hooks import HookPoint, Hooked
 
 
 class LayerNorm(nn.Module):
@@ -155,7 +144,7 @@ class Unembed(nn.Module):
             self.b_U = nn.Parameter(torch.zeros(d_vocab_out))
 
 
-class Transformer(nn.Module):
+class Transformer(Hooked):
     """tokens [batch pos] -> logits [batch pos d_vocab_out]; the task sets the vocabulary and n_ctx."""
 
     def __init__(self, cfg: ModelConfig, d_vocab: int, d_vocab_out: int, n_ctx: int) -> None:
@@ -169,9 +158,7 @@ class Transformer(nn.Module):
         self.unembed = Unembed(cfg.d_model, d_vocab_out, cfg.unembed_bias)
         self.hook_embed = HookPoint()  # [batch pos d_model]
         self.hook_pos_embed = HookPoint()
-        for name, module in self.named_modules():
-            if isinstance(module, HookPoint):
-                module.name = name
+        self.name_hooks()
 
     def forward(self, tokens: Tensor, at: Any = None) -> Tensor:
         """Logits at every position, or only at positions `at` (an index list or slice): the last block
@@ -221,42 +208,6 @@ class Transformer(nn.Module):
                 std = 1 / math.sqrt(self.d_vocab if leaf == "W_U" else self.cfg.d_model)
                 param.copy_(torch.randn(param.shape, generator=gen, dtype=torch.float32) * std)
         return self
-
-    # -- hooks ----------------------------------------------------------------------------------
-    def hook_points(self) -> dict[str, HookPoint]:
-        return {m.name: m for m in self.modules() if isinstance(m, HookPoint)}
-
-    @contextmanager
-    def hooks(self, fwd_hooks: list[tuple[str, Callable[[Tensor, HookPoint], Tensor | None]]]) -> Iterator[None]:
-        """Temporarily attach `fn(activation, hook) -> new activation or None` at named hook points."""
-        points = self.hook_points()
-        handles = []
-        try:
-            for name, fn in fwd_hooks:
-                if name not in points:
-                    raise KeyError(f"unknown hook point {name!r}")
-                handles.append(points[name].register_forward_hook(lambda mod, inp, out, fn=fn: fn(out, mod)))
-            yield
-        finally:
-            for handle in handles:
-                handle.remove()
-
-    def run_with_hooks(self, tokens: Tensor, fwd_hooks: list) -> Tensor:
-        with self.hooks(fwd_hooks):
-            return self(tokens)
-
-    def run_with_cache(
-        self, tokens: Tensor, names_filter: Callable[[str], bool] | None = None
-    ) -> tuple[Tensor, dict[str, Tensor]]:
-        """Logits and a dict of every (or every filtered) activation, keyed by TransformerLens name."""
-        cache: dict[str, Tensor] = {}
-
-        def save(act: Tensor, hook: HookPoint) -> None:
-            cache[hook.name] = act.detach()
-
-        names = [n for n in self.hook_points() if names_filter is None or names_filter(n)]
-        logits = self.run_with_hooks(tokens, [(n, save) for n in names])
-        return logits, cache
 
 
 def make_transformer(cfg: ModelConfig, d_vocab: int, d_vocab_out: int, n_ctx: int, seed: int) -> Transformer:

@@ -17,6 +17,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from grokscope.analysis.formation import frequency_formation
 from grokscope.analysis.modular.measures import (
     CheckpointAnalyzer,
     KeyRule,
@@ -46,8 +47,8 @@ class FourierAnalysis:
     def applies_to(cls, run: Any) -> str | None:
         if getattr(run.task, "name", None) != "modular":
             return f"the task is {getattr(run.task, 'name', None)!r}, not modular arithmetic"
-        if run.config.model.name != "transformer":
-            return f"the model is {run.config.model.name!r}, not a transformer"
+        if run.config.model.name not in ("transformer", "mlp"):
+            return f"the model is {run.config.model.name!r}, not a transformer or an MLP"
         return None
 
     def __init__(self, run: Any, steps: list[int], key_rule: KeyRule | None = None, n_show: int = 8) -> None:
@@ -98,6 +99,7 @@ class FourierAnalysis:
         clusters = {str(k): int(counts[k]) for k in range(1, counts.size) if counts[k] > 0}
         clusters["unclustered"] = int(counts[0]) if self.final_acts.neurons is not None else 0
         order = np.argsort(-keys.logit_share)[:10]
+        formation = self._formation(records)
         summary = {
             "format": FORMAT,
             "task": dataclasses.asdict(cfg.task),
@@ -116,10 +118,22 @@ class FourierAnalysis:
                 "neurons_per_freq": {str(k): int(counts[k]) for k in range(1, counts.size) if counts[k] > 0},
             },
             "threshold": self.rule.threshold,
+            "formation": formation,
             **extra,
         }
         tables = {"progress": pd.DataFrame(rows), "embed_fourier": emb, "circles": circ}
         return AnalysisOutput(summary, tables, tensors, meta)
+
+    def _formation(self, records: list[Measures]) -> dict:
+        """When each key frequency formed (grokscope.analysis.formation.frequency_formation)."""
+        keys = self.keys.freqs
+        steps = np.array([m.row["step"] for m in records])
+        sq = np.stack([m.embed_norms ** 2 for m in records])  # [T, n_freqs + 1]
+        share = sq[:, keys] / np.maximum(sq[:, 1:].sum(1, keepdims=True), 1e-300) if keys else np.zeros((len(steps), 0))
+        contrib = np.array([[m.row[f"excluded_loss_train_k{k}"] - m.row["train_loss"] for k in keys] for m in records])
+        at = frequency_formation(steps, share, contrib.reshape(len(steps), len(keys))) if keys else []
+        return {"steps": {str(k): s for k, s in zip(keys, at)},
+                "rule": "first checkpoint from which W_E's share and the excluded-loss contribution stay >= half their final values"}
 
     def _final_tensors(self, fit: dict) -> tuple[dict[str, Tensor], dict[str, str], dict]:
         an, keys, params, acts = self.an, self.keys, self.final_params, self.final_acts
@@ -131,7 +145,8 @@ class FourierAnalysis:
         t["key_frequencies"] = torch.as_tensor(keys.freqs, dtype=torch.int64)
         t["logit_share"] = torch.as_tensor(keys.logit_share, dtype=torch.float32)
         t["embed_fourier_norm"] = torch.as_tensor(an.embed_norms(params), dtype=torch.float32)
-        t["attn_pattern"] = an.attn_to_x(acts.pattern).float().contiguous()
+        if acts.pattern is not None:
+            t["attn_pattern"] = an.attn_to_x(acts.pattern).float().contiguous()
         t["logit_fit_amplitude"] = torch.as_tensor([fit["amplitudes"].get(k, 0.0) for k in keys.freqs], dtype=torch.float32)
         extra: dict = {}
         if acts.neurons is not None:
@@ -149,6 +164,7 @@ class FourierAnalysis:
             t["neuron_acts_index"] = torch.as_tensor(show, dtype=torch.int64)
             t["neuron_acts"] = grid[torch.as_tensor(show)].float().contiguous()
             W_L = an.W_L(params)
+        if acts.neurons is not None and W_L is not None:
             t["W_L_fourier_norm"] = torch.as_tensor(an.W_L_norms(W_L), dtype=torch.float32)
             labels, norms = W_L_cluster_norms(W_L, g, assign)
             t["W_L_cluster_freq"] = torch.as_tensor(labels, dtype=torch.int64)

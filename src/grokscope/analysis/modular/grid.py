@@ -14,7 +14,9 @@ the residual stream per pair: with e_i = W_E[tok_i] + W_pos[i],
     logits(x, y)        = (e_2 + attn_out) W_U + act(pre) (W_out W_U) + b_out W_U + b_U
 
 so the only p^2-sized products are pattern-weighted sums and act(pre) @ W_L. Other
-configurations fall back to the plain `Transformer` with `run_with_cache` in batches.
+configurations fall back to the plain `Transformer` with `run_with_cache` in batches. An MLP model
+(grokscope.models.mlp) runs on the grid directly; its neurons are the first hidden layer's (every
+chunk's, flattened, for a chunked MLP) and it has no attention pattern.
 """
 
 from __future__ import annotations
@@ -38,8 +40,8 @@ class GridActs:
     """Answer-position activations for all p^2 pairs, indexed [x, y, ...] by token."""
 
     logits: Tensor  # [p, p, d_vocab_out] float32
-    neurons: Tensor | None  # [p, p, d_mlp] post-activation of the last MLP layer
-    pattern: Tensor  # [n_heads, p, p, 3] layer-0 attention from "=" to positions (x, y, =)
+    neurons: Tensor | None  # [p, p, d_mlp] post-activation of the last MLP layer (an MLP model: its first hidden layer)
+    pattern: Tensor | None  # [n_heads, p, p, 3] layer-0 attention from "=" to positions (x, y, =); None for an MLP
 
 
 def closed_form_supported(cfg: ModelConfig) -> bool:
@@ -48,6 +50,8 @@ def closed_form_supported(cfg: ModelConfig) -> bool:
 
 @torch.no_grad()
 def grid_forward(params: dict[str, Tensor], cfg: ModelConfig, p: int) -> GridActs:
+    if cfg.name == "mlp":
+        return _mlp(params, cfg, p)
     if closed_form_supported(cfg):
         return _closed_form(params, cfg, p)
     return _generic(params, cfg, p)
@@ -136,8 +140,7 @@ def _generic(params: dict[str, Tensor], cfg: ModelConfig, p: int, batch: int = 4
     model = Transformer(cfg, d_vocab, d_out, 3)
     model.load_state_dict({k: v.float() for k, v in params.items()}, strict=False)
     model.eval()
-    grid = torch.arange(p * p)
-    tokens = torch.stack([grid // p, grid % p, torch.full_like(grid, p)], dim=-1)
+    tokens = _grid_tokens(p)
     last = f"blocks.{cfg.n_layers - 1}.mlp.hook_post"
     want = {"blocks.0.attn.hook_pattern", last}
     logits, neurons, pats = [], [], []
@@ -151,3 +154,17 @@ def _generic(params: dict[str, Tensor], cfg: ModelConfig, p: int, batch: int = 4
     N = torch.cat(neurons).reshape(p, p, -1) if neurons else None
     P = torch.cat(pats).reshape(p, p, -1, 3).permute(2, 0, 1, 3).contiguous()
     return GridActs(L, N, P)
+
+
+def _grid_tokens(p: int) -> Tensor:
+    grid = torch.arange(p * p)
+    return torch.stack([grid // p, grid % p, torch.full_like(grid, p)], dim=-1)
+
+
+def _mlp(params: dict[str, Tensor], cfg, p: int) -> GridActs:
+    from grokscope.models.mlp import MLP
+
+    model = MLP(cfg, params["embed.W_E"].shape[0], params["unembed.W_U"].shape[1], 3)
+    model.load_state_dict({k: v.float() for k, v in params.items()})
+    logits, cache = model.run_with_cache(_grid_tokens(p), names_filter=lambda n: n == "blocks.0.mlp.hook_post")
+    return GridActs(logits[:, 0].reshape(p, p, -1), cache["blocks.0.mlp.hook_post"].reshape(p, p, -1), None)

@@ -283,11 +283,21 @@ class CheckpointAnalyzer:
 
     # -- weights ----------------------------------------------------------------------------
     def W_L(self, params: dict[str, Tensor]) -> Tensor | None:
+        """[neurons, p] the neurons' direct map to the logits: W_out W_U; a 1-layer MLP's W_U; a chunked
+        MLP's per-chunk W_out[c] W_U[2c:2c+2] stacked. None where the neurons reach the logits otherwise."""
         L = self.cfg.n_layers - 1
+        W_U = params["unembed.W_U"].double()
         W_out = params.get(f"blocks.{L}.mlp.W_out")
+        if self.cfg.name == "mlp":
+            if L > 0:
+                return None
+            if W_out is None:
+                return W_U
+            n_chunks = W_out.shape[0]
+            return torch.einsum("cmo,cov->cmv", W_out.double(), W_U.view(n_chunks, 2, -1)).flatten(0, 1)
         if W_out is None:
             return None
-        return W_out.double() @ params["unembed.W_U"].double()  # [d_mlp, p]
+        return W_out.double() @ W_U  # [d_mlp, p]
 
     def embed_norms(self, params: dict[str, Tensor]) -> np.ndarray:
         W_E = params["embed.W_E"].double()[torch.as_tensor(self.group.tokens)]  # [n, d_model]
@@ -351,8 +361,8 @@ class CheckpointAnalyzer:
         circ = self.circles(params) if with_circles else {}
         return Measures(row, emb, wl, share, circ)
 
-    def attn_periodicity(self, pattern: Tensor) -> float:
-        if not self.keys:
+    def attn_periodicity(self, pattern: Tensor | None) -> float:
+        if not self.keys or pattern is None:
             return float("nan")
         A = self.attn_to_x(pattern).double()
         A = A - A.mean(dim=(-2, -1), keepdim=True)
