@@ -10,7 +10,7 @@ $(BIN)/.grokscope-installed: pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e '.[test,ray,wandb,tensorboard,notebooks,png,tl,nnsight,docs]'
+	$(BIN)/python -m pip install -q -e '.[test,ray,wandb,tensorboard,notebooks,png,tl,nnsight,digits,docs]'
 	touch $@
 
 install: $(BIN)/.grokscope-installed

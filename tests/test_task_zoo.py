@@ -31,6 +31,7 @@ TEST_CONFIGS = {
                       "task.vocab": 16, "task.n_train": 64, "task.n_test": 64, "model.attn_only": True, "model.n_layers": 2},
     "perm_compose": {"task.name": "perm_compose", "task.n": 3, "task.frac_train": 0.5},
     "modular_multi": {"task.name": "modular_multi", "task.p": 7, "task.ops": "add,sub"},
+    "two_feature_digits": {"task.name": "two_feature_digits", "task.frac_train": 0.1, "model.name": "mlp", "train.epochs": 100},
 }
 INFINITE = {"digit_add_infinite": {"task.name": "digit_add", "task.n_digits": 1, "task.n_test": 100, "train.batch_size": 64,
                                      "optim.lr": 1e-2}}
@@ -59,7 +60,10 @@ def test_batches_fit_the_declared_shapes(name):
     comps = components_of(task)
     for b in batches:
         assert b.inputs.shape[1] == task.n_ctx and b.targets.shape[1] == len(task.target_positions)
-        assert 0 <= int(b.inputs.min()) and int(b.inputs.max()) < task.d_vocab
+        if task.d_vocab == 0:  # real-valued features
+            assert b.inputs.dtype == torch.float32 and 0 <= float(b.inputs.min()) and float(b.inputs.max()) <= 1
+        else:
+            assert 0 <= int(b.inputs.min()) and int(b.inputs.max()) < task.d_vocab
         t = b.targets[b.targets != NO_TARGET]
         assert t.numel() > 0 and 0 <= int(t.min()) and int(t.max()) < task.d_vocab_out
         if comps:

@@ -17,6 +17,7 @@ from grokscope.tasks.modular_multi import ModularMultiConfig, ModularMultiTask
 from grokscope.tasks.perm_compose import PermComposeConfig, PermComposeTask
 from grokscope.tasks.repeat_subseq import RepeatSubseqConfig, RepeatSubseqTask
 from grokscope.tasks.sparse_parity import SparseParityConfig, SparseParityTask
+from grokscope.tasks.two_feature_digits import TwoFeatureDigitsConfig, TwoFeatureDigitsTask
 
 TASKS: dict[str, type] = {"modular": ModularTask}
 
@@ -29,7 +30,7 @@ def register_task(name: str, config_cls: type, task_cls: type) -> None:
 
 for _cfg, _task in ((DigitAddConfig, DigitAddTask), (RepeatSubseqConfig, RepeatSubseqTask), (MaxElementConfig, MaxElementTask),
                     (PermComposeConfig, PermComposeTask), (SparseParityConfig, SparseParityTask),
-                    (ModularMultiConfig, ModularMultiTask)):
+                    (ModularMultiConfig, ModularMultiTask), (TwoFeatureDigitsConfig, TwoFeatureDigitsTask)):
     register_task(_task.name, _cfg, _task)
 
 

@@ -37,7 +37,7 @@ NO_TARGET = -1  # a target label that means "no answer at this position in this 
 class Batch:
     """Examples as tensors: one row per sequence.
 
-    inputs  [B, n_ctx] long tokens
+    inputs  [B, n_ctx] long tokens (float features for a task with d_vocab 0: two_feature_digits)
     targets [B, n_target] long labels, one per target position (`Task.target_positions`); NO_TARGET: none
     mask    [B] bool: real examples (False rows are padding and count nowhere)
     components [B, n_target] long index into `Task.components` per target, or None (one component)

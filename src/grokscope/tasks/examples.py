@@ -33,7 +33,8 @@ STREAMS = {"train": 0, "eval": 1, "test": 2, "step": 3}
 
 @dataclass(frozen=True)
 class Examples:
-    """Examples as int64 arrays, one row per sequence (shapes as in `Batch`)."""
+    """Examples as arrays, one row per sequence (shapes as in `Batch`): int64, or float32 inputs
+    for a task of real-valued features (TaskShape.d_vocab == 0)."""
 
     inputs: np.ndarray  # [N, n_ctx]
     targets: np.ndarray  # [N, n_target], NO_TARGET where a position has no answer
@@ -53,8 +54,9 @@ class Examples:
 
     def digest(self, h: Any) -> None:
         for a in (self.inputs, self.targets, self.components):
-            if a is not None:
-                h.update(np.ascontiguousarray(a, dtype=np.int64).tobytes())
+            if a is not None:  # features hash as float32 (an int64 cast would truncate them to 0)
+                dtype = np.float32 if np.issubdtype(a.dtype, np.floating) else np.int64
+                h.update(np.ascontiguousarray(a, dtype=dtype).tobytes())
 
 
 MAX_EXAMPLES = 10**7
@@ -99,7 +101,7 @@ class ExampleTask:
             n_train = max(1, round(cfg.frac_train * self.table_size))
             self.train_index = np.sort(order[:n_train])
             self.test_index = np.sort(order[n_train:])
-            self._train, self._test = self.rows(self.train_index), self.rows(self.test_index)
+            self._train, self._test = self.rows(self.train_index), self.test_rows(self.test_index)
         elif self.infinite:
             self._train = self.make(rng(seed, STREAMS["eval"]), cfg.n_test)
             self._test = self.make(rng(seed, STREAMS["test"]), cfg.n_test)
@@ -117,6 +119,11 @@ class ExampleTask:
 
     def rows(self, index: np.ndarray) -> Examples:
         raise NotImplementedError(f"{type(self).__name__} is a sampled task; it has no rows()")
+
+    def test_rows(self, index: np.ndarray) -> Examples:
+        """The test examples of the held-out table rows: the rows themselves, unless a task evaluates
+        each row several ways (two_feature_digits shows every test image with both features and with each alone)."""
+        return self.rows(index)
 
     # -- the Task protocol ------------------------------------------------------------------------
     @property
