@@ -63,3 +63,8 @@ def test_task_speed_runs(tmp_path):
               "--json", str(tmp_path / "rows.json"))
     assert out.startswith("machine: ") and out.count("ratio grokscope / plain") == 2
     assert (tmp_path / "rows.json").exists()
+
+
+def test_mlp_ensemble_runs():
+    out = run("mlp_ensemble.py", "--steps", "20", "--members", "2", "--checkpoint-every", "10")
+    assert "machine: " in out and "plain loop, 1 seed" in out and "grokscope ensemble, 2 seeds" in out and "ratio" in out

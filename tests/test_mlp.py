@@ -49,16 +49,61 @@ def test_a_planted_chunked_model_has_circles_where_they_were_planted():
     assert circ[0] == pytest.approx(1.0) and freq[0] == 3 and (circ[1:] < 0.6).all()
 
 
-def test_an_ensemble_trains_and_the_formation_and_fourier_analyses_run(tmp_path):
+@pytest.fixture(scope="module")
+def ensemble(tmp_path_factory):
+    """Two chunked seeds trained as one ensemble and analysed (shared by the tests below)."""
     from grokscope.analysis import analyze
-    from grokscope.analysis.chunks import formation_test
     from grokscope.trainer import train_ensemble
 
+    root = tmp_path_factory.mktemp("chunked")
     cfgs = [make_config(overrides={**CHUNKED, "train.seed": s}) for s in range(2)]
-    outs = train_ensemble(cfgs, [tmp_path / f"seed{s}" for s in range(2)])
-    for out in outs:
-        res = analyze(out)
+    outs = train_ensemble(cfgs, [root / f"seed{s}" for s in range(2)])
+    results = [analyze(out) for out in outs]
+    return root, outs, results
+
+
+def test_an_ensemble_trains_and_the_formation_and_fourier_analyses_run(ensemble):
+    from grokscope.analysis.chunks import formation_test
+
+    root, outs, results = ensemble
+    for res in results:
         assert {"fourier", "formation"} <= set(res.outputs)
         assert res.outputs["formation"].summary["chunks"] == 4
     test = formation_test(outs, n_sims=200)
     assert 0 < test.p_value <= 1 and len(test.per_run) == 2
+    assert sum(test.null_distribution.values()) == 200
+    assert [r["steps"] for r in formation_test(root, n_sims=10).per_run] == [r["steps"] for r in test.per_run]  # a folder = its runs
+
+
+def test_the_formation_verb_prints_the_test_and_writes_it(ensemble, capsys):
+    import json
+
+    from grokscope.cli import main
+
+    root, outs, results = ensemble
+    assert main(["formation", str(root), "--sims", "300", "--window", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "verdict:" in out and str(outs[0]) in out
+    doc = json.loads((root / "formation.json").read_text())
+    assert doc["window"] == 5 and doc["n_sims"] == 300 and len(doc["per_run"]) == 2
+    assert doc["observed"]["formations"] == sum(r.outputs["formation"].summary["chunks_formed"] for r in results)
+    assert main(["formation", str(root), "--window", "-1"]) == 2
+    assert "--window" in capsys.readouterr().err
+    assert main(["formation", str(root / "nope")]) == 2
+
+
+def test_reports_show_the_chunks_the_timeline_and_the_test(ensemble, tmp_path):
+    from grokscope.report import formation_figures as M
+    from grokscope.report import write_report
+
+    root, outs, results = ensemble
+    html = write_report(outs[0]).read_text()
+    assert 'id="chunk_circles"' in html and 'id="formation_timeline"' in html and "MLP, embeddings 4 chunks" in html
+    html = write_report(outs, out=tmp_path / "cmp.html").read_text()
+    assert 'id="compare_formation_timeline"' in html and 'id="coincidence"' in html
+    fig = M.formation_timeline(outs)
+    formed = [s for r in results for s in r.outputs["formation"].summary["formation_steps"]]
+    assert sorted(fig.data[1].x) == sorted(formed)  # a cross at every formation step
+    assert fig.data[0].z.shape[0] == 8  # a row per chunk per run
+    fig = M.chunk_circles(outs[0])
+    assert len(fig.data) == 8 and len(fig.frames) >= 2  # a ring and the dots per chunk, animated

@@ -4,6 +4,7 @@ The Python API mirrors the CLI verbs:
     grokscope.train(cfg, out)      -> run directory        (grokscope train)
     grokscope.load_run(path)       -> Run                  (read a run directory)
     grokscope.analyze(path)        -> summary dict         (grokscope analyze)
+    grokscope.formation(runs)      -> CoincidenceTest      (grokscope formation)
     grokscope.report(paths)        -> report.html path     (grokscope report)
     grokscope.demo(out)            -> run directory        (grokscope demo)
     grokscope.sweep(spec, out)     -> {trial: status}      (grokscope sweep)
@@ -28,7 +29,7 @@ from grokscope.trainer import train, train_ensemble
 # and a function of the same name cannot both exist, since importing the package sets it).
 _LAZY = {"analyze": ("grokscope.analysis", "analyze"), "report": ("grokscope.report", None),
          "demo": ("grokscope.quickstart", "demo"), "sweep": ("grokscope.sweeps", "run_sweep"),
-         "runs": ("grokscope.sweeps", "query_runs")}
+         "runs": ("grokscope.sweeps", "query_runs"), "formation": ("grokscope.analysis.chunks", "formation_test")}
 
 
 def __getattr__(name: str) -> Any:
@@ -41,4 +42,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'grokscope' has no attribute {name!r}")
 
 __all__ = ["ConfigError", "RunConfig", "make_config", "get_preset", "Run", "load_run", "Callback", "TrainState",
-           "train", "train_ensemble", "analyze", "report", "demo", "sweep", "runs", "__version__"]
+           "train", "train_ensemble", "analyze", "formation", "report", "demo", "sweep", "runs", "__version__"]

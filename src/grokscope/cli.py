@@ -111,7 +111,7 @@ def _as_flag(err: ConfigError) -> ConfigError:
 
 def _expand_runs(paths: list[str]) -> list[str]:
     """A folder that is not a run but holds runs (an ensemble's OUT, a sweep) stands for its runs."""
-    from grokscope.sweeps.index import find_runs
+    from grokscope.runstore import find_runs
 
     out: list[str] = []
     for p in paths:
@@ -164,6 +164,27 @@ def _facts(summary: dict) -> list[str]:
     if changes:
         out.append("phase changes " + ", ".join(f"{k} {(c or {}).get('steepest')}" for k, c in changes.items()))
     return out
+
+
+def cmd_formation(args: argparse.Namespace) -> int:
+    from grokscope.analysis.chunks import formation_test
+
+    if args.window is not None and args.window < 0:
+        raise ConfigError("--window", f"must be an integer >= 0 (got {args.window})")
+    if args.sims < 1:
+        raise ConfigError("--sims", f"must be an integer >= 1 (got {args.sims})")
+    folder = len(args.runs) == 1 and Path(args.runs[0]).is_dir() and not (Path(args.runs[0]) / "config.json").is_file()
+    out = Path(args.out) if args.out else (Path(args.runs[0]) if folder else Path(".")) / "formation.json"
+    test = formation_test(args.runs, window=args.window, n_sims=args.sims, seed=args.seed, out=out)
+    for row in test.per_run:
+        print(f"{row['run']}: {row['formations']} formations at {', '.join(map(str, row['steps'])) or '-'}"
+              f" ({row['pairs']} pairs, {row['triples']} triples)")
+    o = test.observed
+    print(f"{o['formations']} formations in {len(test.per_run)} runs (window {test.window:g} steps): {o['single']} single, "
+          f"{o['pairs']} pairs, {o['triples']} groups of 3 or more; {o['in_groups']} formations "
+          f"({test.share_in_groups:.0%}) in groups, Poisson null {test.null_share_in_groups:.0%}")
+    print(f"verdict: {test.verdict()}; written to {out}")
+    return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -299,6 +320,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="share of a neuron's variance in one frequency to count it single-frequency (default 0.85)")
     p.add_argument("--log", metavar="BACKEND", help="also log the progress measures to wandb or tensorboard")
     p.set_defaults(func=cmd_analyze)
+
+    p = sub.add_parser("formation", help="test when circuits form (chunked MLPs) against a Poisson process")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="analysed runs; a folder of runs (an ensemble, a sweep) stands for its runs")
+    p.add_argument("--window", type=int, help="formations this many steps apart or fewer come together "
+                   "(default: the first run's analysis window: 2 percent of its steps)")
+    p.add_argument("--sims", type=int, default=10000, help="simulations of the Poisson null (default 10000)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the simulations (default 0)")
+    p.add_argument("--out", help="where to write the JSON (default FOLDER/formation.json for a folder of runs, "
+                   "else ./formation.json)")
+    p.set_defaults(func=cmd_formation)
 
     p = sub.add_parser("report", help="write RUN/report.html, or a comparison report for several runs")
     p.add_argument("runs", nargs="+", metavar="RUN", help="one run (its report), several (a comparison), or a sweep folder (the sweep report)")

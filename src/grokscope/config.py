@@ -116,6 +116,11 @@ class ModelConfig:
         if self.d_mlp < 1 and not self.attn_only:
             raise ConfigError("model.d_mlp", f"must be >= 1 unless model.attn_only (got {self.d_mlp})")
 
+    def title(self) -> str:  # what reports call the model
+        mlp = "attention only" if self.attn_only else f"d_mlp {self.d_mlp}, {self.act_fn}"
+        return (f"transformer, {self.n_layers} layer(s), d_model {self.d_model}, {self.n_heads} heads x {self.d_head}, "
+                f"{mlp}" + (", LayerNorm" if self.normalization else ""))
+
     def n_params(self, shape: TaskShape) -> int:
         per_layer = 4 * self.n_heads * self.d_model * self.d_head + (0 if self.attn_only else 2 * self.d_model * self.d_mlp)
         return (shape.d_vocab + shape.d_vocab_out) * self.d_model + self.n_layers * per_layer

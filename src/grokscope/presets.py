@@ -65,6 +65,17 @@ PRESETS: dict[str, dict] = {
     # rows, full batch, the canonical model and optimiser.
     "modular_multi": {"task.name": "modular_multi", "task.ops": ["add", "sub"], "task.p": 59, "task.frac_train": 0.3,
                       "train.epochs": 20000, "train.checkpoint_every": 200},
+    # seed 002's chunked MLP on x + y mod 113: 8 chunks of 2, 32 SiLU neurons per chunk, 70 % of the pairs,
+    # AdamW weight decay standing in for the seed's weight-norm penalty; checkpoints every 10 steps so
+    # that formation steps are resolved (docs/models.md).
+    "chunked_mlp": {"model.name": "mlp", "model.embed": "chunked", "model.d_embed": 16, "model.d_mlp": 32,
+                    "model.act_fn": "silu", "task.frac_train": 0.7, "train.batch_size": 256, "train.epochs": 100,
+                    "optim.lr": 0.01, "optim.weight_decay": 0.1, "train.checkpoint_every": 10, "train.eval_every": 10},
+    # seed 002's two redundant features: a sigmoid MLP on 8x8 digits overlaid with class patterns (needs the
+    # `digits` extra, scikit-learn).
+    "two_feature_digits": {"task.name": "two_feature_digits", "model.name": "mlp", "model.d_mlp": 128,
+                           "model.act_fn": "sigmoid", "train.epochs": 1000, "train.batch_size": 128, "optim.lr": 1e-3,
+                           "optim.weight_decay": 0.1, "train.eval_every": 20, "train.checkpoint_every": 200},
 }
 
 

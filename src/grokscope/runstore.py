@@ -19,6 +19,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import struct
 from dataclasses import dataclass, field
@@ -289,6 +290,19 @@ class RunStore:
 
     def read_analysis(self, name: str | None = None) -> "StoredAnalysis":
         return read_analysis_dir(self.analysis_dir, name, self.path)
+
+
+def find_runs(root: str | Path) -> list[Path]:
+    """Every run directory (a folder with config.json) at or below root, sorted."""
+    root = Path(root)
+    if (root / "config.json").is_file():
+        return [root]
+    return sorted((p.parent for p in root.rglob("config.json") if "analysis" not in p.parts), key=natural_key)
+
+
+def natural_key(path: Path) -> list:
+    """Sort key that puts seed2 before seed10 (digit runs compare as numbers)."""
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(path))]
 
 
 def write_analysis_dir(d: Path, summary: dict, tables: dict[str, pd.DataFrame],

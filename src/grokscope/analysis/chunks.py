@@ -9,6 +9,7 @@ against a Poisson process.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,6 +20,7 @@ from grokscope.analysis.formation import CoincidenceTest, circularity, coinciden
 from grokscope.analysis.modular.fourier import group_for
 from grokscope.analysis.registry import AnalysisOutput
 from grokscope.config import ConfigError
+from grokscope.io import RunDirError, atomic_write_json
 
 
 class ChunkFormation:
@@ -90,23 +92,54 @@ class ChunkFormation:
         return AnalysisOutput(summary, {"progress": progress, "chunk_points": pd.concat(frames, ignore_index=True)})
 
 
-def formation_test(runs: list[Any], window: int | None = None, n_sims: int = 10000, seed: int = 0) -> CoincidenceTest:
-    """The coincidence test over analysed runs (paths or Runs with a `formation` analysis).
+def formation_test(runs: Any, window: int | None = None, n_sims: int = 10000, seed: int = 0,
+                   out: str | Path | None = None) -> CoincidenceTest:
+    """The coincidence test over analysed runs (`grokscope formation RUN...`).
 
-    window: default the first run's analysis window. Each run's formations are snapped to its own
-    checkpoints in the simulation.
+    runs: run paths or Runs with a `formation` analysis; a folder of runs (an ensemble's OUT, a
+    sweep) stands for its runs. window: default the first run's analysis window. out: also write
+    the result there as JSON (atomically). Each run's formations are snapped to its own checkpoints
+    in the simulation.
     """
     from grokscope.analysis.core import load_analysis
+    from grokscope.runstore import find_runs
 
-    summaries = [load_analysis(getattr(run, "path", run), "formation").summary for run in runs]
+    if isinstance(runs, (str, Path)) or not isinstance(runs, (list, tuple)):
+        runs = [runs]
+    paths: list[Path] = []
+    for run in runs:
+        if not isinstance(run, (str, Path)):
+            paths.append(Path(run.path))
+        elif not Path(run).is_dir():
+            raise RunDirError(f"{run} is not a folder (a run directory or a folder of runs)")
+        else:
+            paths += find_runs(run) or [Path(run)]
+    if not paths:
+        raise ConfigError("runs", "give at least one analysed run")
+    summaries = []
+    for path in paths:
+        summary = load_analysis(path, "formation").summary
+        if summary is None:
+            raise ConfigError("runs", f"{path} has no readable analysis/formation/summary.json; run `grokscope analyze {path}`")
+        summaries.append(summary)
+    result = coincidence_from_summaries(summaries, window, n_sims=n_sims, seed=seed)
+    for row, path in zip(result.per_run, paths):
+        row["run"] = str(path)
+    if out is not None:
+        atomic_write_json(out, result.to_dict())
+    return result
+
+
+def coincidence_from_summaries(summaries: list[dict], window: int | None = None, n_sims: int = 10000,
+                               seed: int = 0) -> CoincidenceTest:
+    """The coincidence test from `formation` summaries (what the test and the report both read)."""
     if not summaries:
         raise ConfigError("runs", "give at least one analysed run")
     w = window if window is not None else summaries[0]["rule"]["window"]
     if w < 0:
-        raise ConfigError("window", f"must be >= 0 (got {w})")
+        raise ConfigError("window", f"must be an integer >= 0 (got {w})")
+    if n_sims < 1:
+        raise ConfigError("n_sims", f"must be an integer >= 1 (got {n_sims})")
     times = [np.array(s["formation_steps"], dtype=float) for s in summaries]
     grids = [np.array(s["checkpoints"], dtype=float) for s in summaries]
-    result = coincidence_test(times, w, grids, n_sims=n_sims, seed=seed)
-    for row, run in zip(result.per_run, runs):
-        row["run"] = str(getattr(run, "path", run))
-    return result
+    return coincidence_test(times, w, grids, n_sims=n_sims, seed=seed)

@@ -130,6 +130,7 @@ class CoincidenceTest:
     n_runs: int  # runs with >= 2 formations (the others carry no information)
     n_sims: int
     per_run: list[dict] = field(default_factory=list)
+    null_distribution: dict[int, int] = field(default_factory=dict)  # statistic value -> simulations with it
 
     def verdict(self, alpha: float = 0.05) -> str:
         if self.n_runs == 0:
@@ -142,7 +143,7 @@ class CoincidenceTest:
         return {"window": self.window, "observed": self.observed, "share_in_groups": self.share_in_groups,
                 "null_mean_in_groups": self.null_mean_in_groups, "null_share_in_groups": self.null_share_in_groups,
                 "p_value": self.p_value, "n_runs": self.n_runs, "n_sims": self.n_sims, "verdict": self.verdict(),
-                "per_run": self.per_run}
+                "per_run": self.per_run, "null_distribution": {str(k): v for k, v in self.null_distribution.items()}}
 
 
 def coincidence_test(runs: list[np.ndarray], window: float, checkpoints: list[np.ndarray] | None = None,
@@ -176,5 +177,7 @@ def coincidence_test(runs: list[np.ndarray], window: float, checkpoints: list[np
         null += _in_groups(sim, window)
     n = max(observed["formations"], 1)
     p = (1 + int((null >= observed["in_groups"]).sum())) / (n_sims + 1)
+    values, counts = np.unique(null.astype(np.int64), return_counts=True)
     return CoincidenceTest(window, observed, observed["in_groups"] / n, float(null.mean()), float(null.mean()) / n,
-                           p if n_runs else 1.0, n_runs, n_sims, per_run)
+                           p if n_runs else 1.0, n_runs, n_sims, per_run,
+                           {int(v): int(c) for v, c in zip(values, counts)})

@@ -72,6 +72,11 @@ class MLPConfig:
         if not (self.init_scale > 0 and math.isfinite(self.init_scale)):
             raise ConfigError("model.init_scale", f"must be a finite number > 0 (got {self.init_scale})")
 
+    def title(self) -> str:  # what reports call the model
+        embed = (f"{self.n_chunks} chunks of 2" if self.embed == "chunked" else f"{self.embed} of d_embed {self.d_embed}")
+        per = " per chunk" if self.embed == "chunked" else ""
+        return f"MLP, embeddings {embed}, {self.n_layers} hidden layer(s) of {self.d_mlp}{per}, {self.act_fn}"
+
     @property
     def n_chunks(self) -> int:
         return self.d_embed // 2 if self.embed == "chunked" else 0

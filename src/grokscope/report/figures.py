@@ -340,6 +340,18 @@ def task_label(task: dict) -> str:
     return f"{task.get('name')} ({keys})" if keys else str(task.get("name"))
 
 
+def model_label(model: dict) -> str:
+    """The model family's own title (its config's `title()`), else its name and keys."""
+    try:
+        section = RunConfig.from_dict({"model": model}).model
+    except ConfigError:  # a family not registered in this process
+        section = None
+    if hasattr(section, "title"):
+        return section.title()
+    keys = ", ".join(f"{k} {v}" for k, v in model.items() if k != "name")
+    return f"{model.get('name')} ({keys})" if keys else str(model.get("name"))
+
+
 def headline_table(runs: Sequence[Any]) -> pd.DataFrame:
     """One row per run with the headline numbers (NaN / None where a run has no analysis), and a
     column for every config key whose value differs between the runs (what was swept)."""

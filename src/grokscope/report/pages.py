@@ -52,8 +52,7 @@ def summary_card(data: RunData) -> str:
           if "frac_train" in task else []),
         *([("training examples", f"{'infinite (fresh every step)' if task['n_train'] is None else task['n_train']}, "
                                  f"{task.get('n_test')} test, data seed {task.get('data_seed')}")] if "n_train" in task else []),
-        ("model", f"{model.get('n_layers')} layer(s), d_model {model.get('d_model')}, {model.get('n_heads')} heads x "
-                  f"{model.get('d_head')}, d_mlp {model.get('d_mlp')}, {model.get('act_fn')}"),
+        ("model", G.model_label(model)),
         ("optimiser", f"{optim.get('name')} lr {optim.get('lr')}, weight decay {optim.get('weight_decay')}, "
                       f"betas {optim.get('betas')}"),
         ("training", f"{train.get('epochs')} epochs, batch {train.get('batch_size') or 'full'}, "
@@ -82,6 +81,9 @@ def summary_card(data: RunData) -> str:
                                    ("memorization_end", "circuit_formation_end", "generalization_end", "cleanup_end"))))
         if "key_frequencies" in s:  # the Fourier analysis ran (modular tasks)
             results += _fourier_rows(s)
+        if "chunks_formed" in s:  # the formation analysis ran (chunked MLPs)
+            steps = s.get("formation_steps") or []
+            results.append(("chunks formed (formation steps)", f"{s['chunks_formed']} ({', '.join(map(str, steps)) or 'none'})"))
         changes = s.get("component_changes") or {}
         if changes:
             results.append(("phase change per component (steepest step)",

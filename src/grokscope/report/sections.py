@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from grokscope.report import figures as G
+from grokscope.report import formation_figures as M
 from grokscope.report import fourier_figures as F
 from grokscope.report import irrep_figures as I
 
@@ -31,6 +32,20 @@ PROGRESS_INTRO = ("Restricted loss keeps only the key frequencies' directions of
                   "them (train set). Circuit formation shows as excluded loss rising while train loss stays low; "
                   "clean-up as restricted test loss falling before the test loss does. Gini near 1 means the "
                   "weights use few frequencies.")
+
+CHUNK_CIRCLES_INTRO = ("A chunked MLP embeds each token in several 2D chunks (seed 002). Each panel is one chunk's p "
+                       "points over training (press Play or drag the slider); a chunk has formed a circuit when its "
+                       "points lie on a circle in the order k x mod p (grey ring, for the chunk's final frequency k).")
+TIMELINE_INTRO = ("One row per chunk: its circularity (the share of its points' variance on the best circle, 1 = a "
+                  "perfect circle) at each checkpoint. A cross marks the chunk's formation step: the first "
+                  "checkpoint from which the circularity stays >= the threshold at one frequency. Red crosses "
+                  "formed within the window of another formation of the same run. Rules: "
+                  "grokscope.analysis.formation.")
+COINCIDENCE_INTRO = ("If circuits formed one at a time at a constant rate (a Poisson process), how many formations "
+                     "would come in pairs or triples by chance? Grey: that number in simulations with each run's own "
+                     "number of formations spread uniformly between its first and last; red: the number observed. "
+                     "`grokscope formation RUN...` prints the same test and writes it as JSON.")
+
 
 def _has_components(data: Any) -> bool:
     from grokscope.analysis.phases import logged_components
@@ -88,11 +103,19 @@ RUN_SECTIONS: dict[str, list[Section]] = {
                 "previous-token head in one layer and an induction head in a later one; seed 004's repeated-"
                 "subsequence task needs one, and its loss falls when they form. Dashed: the threshold that names a head."),
     ],
+    "formation": [
+        Section("chunk_circles", "Each chunk's circle over training", M.chunk_circles, CHUNK_CIRCLES_INTRO),
+        Section("formation_timeline", "Formation timeline", M.formation_timeline, TIMELINE_INTRO),
+    ],
 }
 
 COMPARE_SECTIONS: dict[str, list[Section]] = {
     "run": [Section("compare_curves", "Loss and accuracy", G.compare_curves, CURVES_INTRO)],
     "fourier": [Section("compare_progress", "Progress measures", F.compare_progress, PROGRESS_INTRO)],
+    "formation": [
+        Section("compare_formation_timeline", "Formation timeline", M.formation_timeline, TIMELINE_INTRO),
+        Section("coincidence", "Do circuits form together? The coincidence test", M.coincidence, COINCIDENCE_INTRO),
+    ],
 }
 
 

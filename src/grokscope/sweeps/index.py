@@ -25,6 +25,7 @@ from grokscope.analysis.phases import first_step_at_least, grokking_step
 from grokscope.config import ConfigError, flatten_dict
 from grokscope.io import RunDirError, WriteError
 from grokscope.run import load_run
+from grokscope.runstore import find_runs
 
 log = logging.getLogger(__name__)
 
@@ -41,14 +42,6 @@ def outcome(grok: float | None, mem: float | None) -> str:
     if mem is None or pd.isna(mem) or grok <= AT_ONCE * max(mem, 1):
         return "generalises at once"
     return "groks"
-
-
-def find_runs(root: str | Path) -> list[Path]:
-    """Every run directory (a folder with config.json) at or below root, sorted."""
-    root = Path(root)
-    if (root / "config.json").is_file():
-        return [root]
-    return sorted(p.parent for p in root.rglob("config.json") if "analysis" not in p.parts)
 
 
 def _row(path: Path, root: Path) -> dict[str, Any]:
