@@ -39,7 +39,9 @@ def options_table(parser: argparse.ArgumentParser) -> str:
             if action.choices:
                 name += " {" + ",".join(action.choices) + "}"
             elif action.nargs != 0:
-                name += " " + (action.metavar or action.dest.upper())
+                meta = action.metavar or action.dest.upper()
+                name += " " + (" ".join(meta) if isinstance(meta, tuple) else meta)
+                name += " ..." if action.nargs in ("+", "*") else ""
         else:
             name = action.metavar or action.dest
             name += " ..." if action.nargs in ("+", "*") else ""

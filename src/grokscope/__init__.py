@@ -5,6 +5,8 @@ The Python API mirrors the CLI verbs:
     grokscope.load_run(path)       -> Run                  (read a run directory)
     grokscope.analyze(path)        -> summary dict         (grokscope analyze)
     grokscope.formation(runs)      -> CoincidenceTest      (grokscope formation)
+    grokscope.landscape(run)       -> Curvature            (grokscope landscape)
+    grokscope.llc(run)             -> LLCEstimate          (grokscope llc)
     grokscope.report(paths)        -> report.html path     (grokscope report)
     grokscope.demo(out)            -> run directory        (grokscope demo)
     grokscope.sweep(spec, out)     -> {trial: status}      (grokscope sweep)
@@ -29,7 +31,8 @@ from grokscope.trainer import train, train_ensemble
 # and a function of the same name cannot both exist, since importing the package sets it).
 _LAZY = {"analyze": ("grokscope.analysis", "analyze"), "report": ("grokscope.report", None),
          "demo": ("grokscope.quickstart", "demo"), "sweep": ("grokscope.sweeps", "run_sweep"),
-         "runs": ("grokscope.sweeps", "query_runs"), "formation": ("grokscope.analysis.chunks", "formation_test")}
+         "runs": ("grokscope.sweeps", "query_runs"), "formation": ("grokscope.analysis.chunks", "formation_test"),
+         "landscape": ("grokscope.analysis.landscape.verbs", "landscape"), "llc": ("grokscope.analysis.landscape.verbs", "llc")}
 
 
 def __getattr__(name: str) -> Any:
@@ -42,4 +45,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'grokscope' has no attribute {name!r}")
 
 __all__ = ["ConfigError", "RunConfig", "make_config", "get_preset", "Run", "load_run", "Callback", "TrainState",
-           "train", "train_ensemble", "analyze", "formation", "report", "demo", "sweep", "runs", "__version__"]
+           "train", "train_ensemble", "analyze", "formation", "landscape", "llc", "report", "demo", "sweep", "runs", "__version__"]

@@ -187,6 +187,83 @@ def cmd_formation(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_frame(df) -> None:
+    import pandas as pd
+
+    with pd.option_context("display.width", 200, "display.max_columns", None, "display.max_rows", None):
+        print(df.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
+
+
+def _bar_progress(bar):
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    return progress
+
+
+def cmd_landscape(args: argparse.Namespace) -> int:
+    from grokscope.analysis.landscape.verbs import landscape
+
+    with progress_bar(None, unit="ckpt", desc="hessian") as bar:
+        res = landscape(args.run, step=args.step, split=args.split, params=args.params, k=args.k,
+                        trace_samples=args.trace, density_vectors=args.density, checkpoints=args.checkpoints,
+                        seed=args.seed, device=args.device, out=args.out, progress=_bar_progress(bar),
+                        connect=args.connect, other=args.to, bezier=not args.no_bezier, curve_steps=args.curve_steps)
+    folder = Path(args.out or Path(args.run) / "landscape")
+    if args.connect is not None:
+        a, b = args.connect
+        print(f"{args.run} step {a} -> {args.to or args.run} step {b} ({args.split} loss): linear-path barrier "
+              f"{res.linear_barrier:.4g}" + ("" if res.bezier_barrier is None else
+                                            f"; trained Bezier curve ({args.curve_steps} steps) barrier {res.bezier_barrier:.4g}"))
+        _print_frame(res.path)
+        print(f"{res.seconds:.1f} s; written to {folder / f'connect-{args.split}-{a}-{b}.json'}")
+        return 0
+    if args.checkpoints is not None:
+        _print_frame(res)
+        print(f"written to {folder / f'hessian-{args.split}.parquet'}")
+        return 0
+    eff = res.effective_dimension()
+    print(f"{args.run} step {res.step}, {res.split} loss {res.loss:.4g}, {res.dim:,} parameters"
+          f" ({', '.join(res.params) if args.params else 'all'})")
+    print(f"top {len(res.eigenvalues)} Hessian eigenvalues: " + ", ".join(f"{e:.4g}" for e in res.eigenvalues))
+    if res.trace is not None:
+        print(f"trace (Hutchinson, {args.trace} probes): {res.trace:.4g} +- {res.trace_se:.2g}")
+    if res.density is not None:
+        print(f"spectral density ({args.density} probes): trace {res.density.trace():.4g}; eigenvalues above "
+              f"{eff['threshold']:g}: ~{eff['density_estimate']:.0f}")
+    print(f"effective dimension (eigenvalues > {eff['threshold']:g} among the top {eff['k']}): {eff['top_k_above']}")
+    print(f"{res.n_hvp} Hessian-vector products in {res.seconds:.1f} s; written to "
+          f"{folder / f'hessian-{res.split}-step{res.step}.json'}")
+    return 0
+
+
+def cmd_llc(args: argparse.Namespace) -> int:
+    from grokscope.analysis.landscape.verbs import llc
+
+    sgld = {k: v for k, v in (("chains", args.chains), ("draws", args.draws), ("burn_in", args.burn_in), ("eps", args.eps),
+                              ("gamma", args.gamma), ("nbeta", args.nbeta), ("seed", args.seed)) if v is not None}
+    sgld["batch_size"] = None if args.batch_size == 0 else args.batch_size
+    if args.batch_size < 0:
+        raise ConfigError("--batch-size", f"must be an integer >= 0 (0: full batch; got {args.batch_size})")
+    with progress_bar(None, unit="ckpt", desc="llc") as bar:
+        res = llc(args.run, step=args.step, split=args.split, checkpoints=args.checkpoints, calibrate=args.calibrate,
+                  device=args.device, out=args.out, progress=_bar_progress(bar), **sgld)
+    folder = Path(args.out or Path(args.run) / "landscape")
+    if args.calibrate or args.checkpoints is not None:
+        _print_frame(res)
+        name = f"llc-calibration-{args.split}.parquet" if args.calibrate else f"llc-{args.split}.parquet"
+        print(f"written to {folder / name}")
+        return 0
+    s = res.settings
+    print(f"{args.run} step {res.step}: LLC {res.llc:.4g} +- {res.llc_std:.2g} over {s['chains'] - len(res.diverged)} chains"
+          f" (per chain {', '.join(f'{x:.4g}' for x in res.per_chain)}); L_n(w*) {res.init_loss:.4g}, n beta {res.nbeta:.4g}")
+    print(f"SGLD: eps {s['eps']:g}, gamma {s['gamma']:g}, {s['burn_in']} burn-in + {s['draws']} draws, batch "
+          f"{s['batch_size'] or 'full'}" + (f"; diverged chains {res.diverged}" if res.diverged else ""))
+    print(f"{res.seconds:.1f} s; written to {folder / f'llc-{args.split}-step{res.step}.json'} (and its -trace.parquet)")
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from grokscope.analysis import stale
     from grokscope.report import write_report
@@ -330,6 +407,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="where to write the JSON (default FOLDER/formation.json for a folder of runs, "
                    "else ./formation.json)")
     p.set_defaults(func=cmd_formation)
+
+    p = sub.add_parser("landscape", help="the loss Hessian at a checkpoint or over checkpoints (eigenvalues, trace, density)")
+    p.add_argument("run", metavar="RUN", help="a run directory")
+    p.add_argument("--step", type=int, help="the checkpoint (default: the last)")
+    p.add_argument("--split", default="train", choices=("train", "test"), help="whose loss (default train)")
+    p.add_argument("--params", nargs="+", metavar="PATTERN", help="only these parameters, e.g. 'blocks.0.mlp.*' (default all)")
+    p.add_argument("--k", type=int, default=20, help="top eigenvalues (default 20)")
+    p.add_argument("--trace", type=int, default=0, metavar="N", help="also the Hutchinson trace from N probes")
+    p.add_argument("--density", type=int, default=0, metavar="N", help="also the spectral density from N probes (SLQ)")
+    p.add_argument("--checkpoints", type=int, metavar="N", help="the top-k at N evenly spaced checkpoints instead")
+    p.add_argument("--connect", type=int, nargs=2, metavar=("A", "B"),
+                   help="instead: the loss barrier between checkpoints A and B (linear path and a trained Bezier curve)")
+    p.add_argument("--to", metavar="RUN2", help="with --connect: B is a checkpoint of RUN2 (a run of the same model)")
+    p.add_argument("--no-bezier", action="store_true", help="with --connect: the linear path only")
+    p.add_argument("--curve-steps", type=int, default=200, help="with --connect: Adam steps of the Bezier curve (default 200)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random start and probes (default 0)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    p.add_argument("--out", help="folder for the results (default RUN/landscape)")
+    p.set_defaults(func=cmd_landscape)
+
+    p = sub.add_parser("llc", help="the local learning coefficient by SGLD (stacked chains), at a checkpoint or over them")
+    p.add_argument("run", metavar="RUN", help="a run directory")
+    p.add_argument("--step", type=int, help="the checkpoint (default: the last)")
+    p.add_argument("--split", default="train", choices=("train", "test"), help="whose loss (default train)")
+    p.add_argument("--checkpoints", type=int, metavar="N", help="the LLC at N evenly spaced checkpoints")
+    p.add_argument("--calibrate", action="store_true", help="sweep --eps and --gamma at one checkpoint; say which are stable")
+    p.add_argument("--chains", type=int, default=4, help="SGLD chains, run at once (default 4)")
+    p.add_argument("--draws", type=int, default=200, help="draws per chain after burn-in (default 200)")
+    p.add_argument("--burn-in", type=int, default=100, help="steps before the draws (default 100)")
+    p.add_argument("--eps", type=float, default=1e-4, help="SGLD step size (default 1e-4)")
+    p.add_argument("--gamma", type=float, default=100.0, help="localisation strength (default 100)")
+    p.add_argument("--nbeta", type=float, help="n beta, the inverse temperature times n (default n / log n)")
+    p.add_argument("--batch-size", type=int, default=512, help="SGLD minibatch (default 512; 0: the whole split)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the chains (default 0)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    p.add_argument("--out", help="folder for the results (default RUN/landscape)")
+    p.set_defaults(func=cmd_llc)
 
     p = sub.add_parser("report", help="write RUN/report.html, or a comparison report for several runs")
     p.add_argument("runs", nargs="+", metavar="RUN", help="one run (its report), several (a comparison), or a sweep folder (the sweep report)")

@@ -129,28 +129,36 @@ class Run:
 
     # -- the loss as a function of the parameters -----------------------------------------------
     def loss_fn(self, split: Split = "train", device: str | torch.device = "cpu",
-                dtype: torch.dtype | None = None) -> Callable[[dict[str, Tensor]], Tensor]:
-        """`f(params) -> loss [member]`: the mean cross-entropy over `split`, for stacked parameters
-        {name: [member, *shape]}, through the generic engine and plain autograd ops (so torch.func
-        transforms such as hvp, jacrev and vmap go through it). The loss is computed in the run's
-        train.loss_dtype, as the trainer's evaluation; `dtype` casts the parameters first."""
+                dtype: torch.dtype | None = None) -> Callable[..., Tensor]:
+        """`f(params, rows=None) -> loss [member]`: the mean cross-entropy over `split`, for stacked
+        parameters {name: [member, *shape]}, through the generic engine and plain autograd ops (so
+        torch.func transforms such as hvp, jacrev and vmap go through it). `rows` [member, B] (long)
+        picks each member's own examples of the split (SGLD minibatches); None is the whole split.
+        The loss is computed in the run's train.loss_dtype, as the trainer's evaluation; `dtype`
+        casts the parameters first. `f.n_examples` is the split's size."""
         if split not in ("train", "test"):
             raise ConfigError("split", f"must be one of train, test (got {split!r})")
         model = self.model().to(device)
         engine = GenericEngine(self.config.model, self.task, model)
         batch = self.task.batch(split).to(device)
         dtype_loss = loss_dtype(self.config.train.loss_dtype)
-        valid = batch.valid()[batch.mask].reshape(-1)  # the targets that count (NO_TARGET labels do not)
-        targets = batch.targets[batch.mask].reshape(-1)[valid]
+        valid = batch.valid()  # [N, n_target]: the targets that count (real rows, a label present)
+        targets = batch.targets.clamp_min(0)  # NO_TARGET labels are masked out below
 
-        def loss(params: dict[str, Tensor]) -> Tensor:
+        def loss(params: dict[str, Tensor], rows: Tensor | None = None) -> Tensor:
             if dtype is not None:
                 params = {k: v.to(dtype) for k, v in params.items()}
             m = next(iter(params.values())).shape[0]
-            logits = engine.logits(params, batch.inputs.expand(m, -1, -1))[:, batch.mask]  # [m n n_target V]
-            flat = logits.reshape(m, -1, logits.shape[-1])[:, valid].to(dtype_loss)
-            return F.cross_entropy(flat.transpose(1, 2), targets.expand(m, -1), reduction="none").mean(-1)
+            if rows is None:
+                inputs, tg, ok = batch.inputs.expand(m, *batch.inputs.shape), targets.expand(m, -1, -1), valid.expand(m, -1, -1)
+            else:
+                inputs, tg, ok = batch.inputs[rows], targets[rows], valid[rows]
+            logits = engine.logits(params, inputs).to(dtype_loss)  # [m B n_target V]
+            ce = F.cross_entropy(logits.flatten(1, 2).transpose(1, 2), tg.flatten(1), reduction="none")  # [m, B n_target]
+            ok = ok.flatten(1).to(ce.dtype)
+            return (ce * ok).sum(-1) / ok.sum(-1).clamp_min(1)
 
+        loss.n_examples = len(batch)  # type: ignore[attr-defined]
         return loss
 
     def stacked_params(self, steps: list[int] | int | None = None) -> dict[str, Tensor]:

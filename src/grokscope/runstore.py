@@ -409,7 +409,7 @@ def _start_leftover(name: str) -> bool:
 
 # Everything a run directory can hold; --overwrite removes these and refuses a folder holding anything else
 RUN_ENTRIES = frozenset({"config.json", "split.json", "metrics.parquet", "checkpoints", "state", "analysis",
-                         "report.html", ".lock", "tensorboard", "wandb", "wandb_id.txt"})  # the last three: grokscope.loggers
+                         "landscape", "report.html", ".lock", "tensorboard", "wandb", "wandb_id.txt"})  # the last three: grokscope.loggers
 
 
 def _run_entry(name: str) -> bool:

@@ -330,26 +330,23 @@ def compare_curves(runs: Sequence[Any]) -> go.Figure:
 
 def task_label(task: dict) -> str:
     """The task family's own title (its config's optional `title()`, e.g. "add mod 113"), else its name and keys."""
-    try:
-        section = RunConfig.from_dict({"task": task}).task
-    except ConfigError:  # a family not registered in this process
-        section = None
-    if hasattr(section, "title"):
-        return section.title()
-    keys = ", ".join(f"{k} {v}" for k, v in task.items() if k != "name")
-    return f"{task.get('name')} ({keys})" if keys else str(task.get("name"))
+    return _family_title("task", task)
 
 
 def model_label(model: dict) -> str:
-    """The model family's own title (its config's `title()`), else its name and keys."""
+    """The model family's own title (its config's optional `title()`), else its name and keys."""
+    return _family_title("model", model)
+
+
+def _family_title(section: str, values: dict) -> str:
     try:
-        section = RunConfig.from_dict({"model": model}).model
+        family = getattr(RunConfig.from_dict({section: values}), section)
     except ConfigError:  # a family not registered in this process
-        section = None
-    if hasattr(section, "title"):
-        return section.title()
-    keys = ", ".join(f"{k} {v}" for k, v in model.items() if k != "name")
-    return f"{model.get('name')} ({keys})" if keys else str(model.get("name"))
+        family = None
+    if hasattr(family, "title"):
+        return family.title()
+    keys = ", ".join(f"{k} {v}" for k, v in values.items() if k != "name")
+    return f"{values.get('name')} ({keys})" if keys else str(values.get("name"))
 
 
 def headline_table(runs: Sequence[Any]) -> pd.DataFrame:

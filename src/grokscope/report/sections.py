@@ -14,6 +14,7 @@ from grokscope.report import figures as G
 from grokscope.report import formation_figures as M
 from grokscope.report import fourier_figures as F
 from grokscope.report import irrep_figures as I
+from grokscope.report import landscape_figures as L
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,19 @@ RUN_SECTIONS: dict[str, list[Section]] = {
                 "the overall test loss (grey). Seed 004 sees a separate phase change per component; x marks each "
                 "component's detected phase change (the steepest point of its fall; rule in docs/analysis.md).",
                 when=_has_components),
+        Section("hessian_progress", "Curvature over training", L.hessian_progress,
+                "The largest eigenvalues of the train loss's Hessian at each checkpoint measured by `grokscope landscape "
+                "RUN --checkpoints N` (Lanczos on Hessian-vector products; docs/landscape.md): how sharp the "
+                "bottom of the basin is along its steepest directions.", when=L.has_hessian_progress),
+        Section("llc_progress", "Local learning coefficient over training", L.llc_progress,
+                "The local learning coefficient (seed 001's effective dimension of the basin) at each checkpoint "
+                "measured by `grokscope llc RUN --checkpoints N`: SGLD chains localised at the checkpoint; the band "
+                "is the spread over chains. Compare it with settings from `grokscope llc RUN --calibrate`.",
+                when=L.has_llc_progress),
+        Section("connections", "Mode connectivity", L.connections,
+                "The train loss along the straight line (dashed) and along a trained Bezier curve (solid) between "
+                "two checkpoints (`grokscope landscape RUN --connect A B`). The barrier is the largest excess over "
+                "the straight interpolation of the end losses.", when=L.has_connections),
     ],
     "fourier": [
         Section("progress", "Progress measures", F.progress_measures,

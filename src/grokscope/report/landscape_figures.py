@@ -1,0 +1,100 @@
+"""Figures of what `grokscope landscape` and `grokscope llc` wrote into RUN/landscape/: the top
+Hessian eigenvalues and the local learning coefficient over training, and mode-connectivity paths.
+The report shows each one only when its file exists.
+
+    from grokscope.report import landscape_figures
+    landscape_figures.llc_progress("runs/nanda2023")
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from grokscope.report.data import MissingData
+from grokscope.report.figures import PALETTE, TEST, TRAIN, _data, _f32, _layout, _shade_phases, _vline
+
+
+def _folder(src: Any) -> Path:
+    data = _data(src)
+    return Path(data.path or ".") / "landscape"
+
+
+def _table(src: Any, name: str, how: str) -> pd.DataFrame:
+    f = _folder(src) / name
+    if not f.is_file():
+        raise MissingData(f"no {name}: run `{how}` first")
+    return pd.read_parquet(f)
+
+
+def has_hessian_progress(data: Any) -> bool:
+    return (_folder(data) / "hessian-train.parquet").is_file()
+
+
+def has_llc_progress(data: Any) -> bool:
+    return (_folder(data) / "llc-train.parquet").is_file()
+
+
+def has_connections(data: Any) -> bool:
+    return bool(list(_folder(data).glob("connect-*.json")))
+
+
+def hessian_progress(src: Any) -> go.Figure:
+    """The top Hessian eigenvalues of the train loss at each analysed checkpoint (log scale)."""
+    data = _data(src)
+    df = _table(src, "hessian-train.parquet", f"grokscope landscape {data.path} --checkpoints 40").sort_values("step")
+    fig = go.Figure()
+    cols = sorted((c for c in df if c.startswith("lambda_")), key=lambda c: int(c.split("_")[1]))
+    for i, c in enumerate(cols):
+        fig.add_trace(go.Scatter(x=df["step"], y=_f32(df[c].clip(lower=1e-12)), mode="lines+markers", name=f"λ{i + 1}",
+                                 line=dict(color=PALETTE[i % len(PALETTE)], width=3 if i == 0 else 1)))
+    _shade_phases(fig, data.phases, float(df["step"].min()))
+    fig.update_yaxes(type="log", title="eigenvalue")
+    fig.update_xaxes(title="step")
+    return _layout(fig, "Top Hessian eigenvalues of the train loss over training")
+
+
+def llc_progress(src: Any) -> go.Figure:
+    """The estimated LLC (mean +- std over chains) at each analysed checkpoint, with the test loss."""
+    data = _data(src)
+    df = _table(src, "llc-train.parquet", f"grokscope llc {data.path} --checkpoints 40").sort_values("step")
+    x, y, e = df["step"].to_numpy(), df["llc"].to_numpy(), df["llc_std"].to_numpy()
+    fig = go.Figure([
+        go.Scatter(x=np.concatenate([x, x[::-1]]), y=_f32(np.concatenate([y + e, (y - e)[::-1]])), fill="toself", mode="lines",
+                   fillcolor="rgba(31,119,180,0.15)", line=dict(width=0), hoverinfo="skip", showlegend=False),
+        go.Scatter(x=x, y=_f32(y), mode="lines+markers", name="LLC (train)", line=dict(color=TRAIN, width=3)),
+    ])
+    m = data.metrics
+    if m is not None and len(m):
+        fig.add_trace(go.Scatter(x=m["step"], y=_f32(m["test_loss"]), name="test loss", yaxis="y2",
+                                 line=dict(color=TEST, width=1)))
+        fig.update_layout(yaxis2=dict(title="test loss", overlaying="y", side="right", type="log", showgrid=False))
+    _shade_phases(fig, data.phases, float(x.min()))
+    _vline(fig, (data.summary or {}).get("grokking_step"), 1, "test acc >= 0.99")
+    fig.update_layout(yaxis=dict(title="local learning coefficient"), xaxis=dict(title="step"))
+    return _layout(fig, "Local learning coefficient over training (SGLD, mean and spread over chains)")
+
+
+def connections(src: Any) -> go.Figure:
+    """The loss along every linear path and trained Bezier curve that `--connect` measured."""
+    files = sorted(_folder(src).glob("connect-*.json"))
+    if not files:
+        raise MissingData("no connect-*.json: run `grokscope landscape RUN --connect A B` first")
+    fig = go.Figure()
+    for i, f in enumerate(files):
+        doc = json.loads(f.read_text())
+        s, path, color = doc.get("settings") or {}, doc.get("path") or {}, PALETTE[i % len(PALETTE)]
+        label = f"{s.get('step_a')} → {s.get('step_b')}" + ("" if s.get("run_b") == s.get("run_a") else f" ({s.get('run_b')})")
+        fig.add_trace(go.Scatter(x=path.get("t"), y=_f32(path.get("linear")), name=f"{label}: line (barrier "
+                                 f"{doc['linear_barrier']:.3g})", line=dict(color=color, dash="dash")))
+        if "bezier" in path:
+            fig.add_trace(go.Scatter(x=path["t"], y=_f32(path["bezier"]), name=f"{label}: Bezier (barrier "
+                                     f"{doc['bezier_barrier']:.3g})", line=dict(color=color)))
+    fig.update_yaxes(type="log", title="loss")
+    fig.update_xaxes(title="t along the path")
+    return _layout(fig, "Mode connectivity: the loss between two checkpoints")

@@ -1,0 +1,74 @@
+"""The landscape verbs on a real run: the Hessian of a parameter subset against its explicit matrix,
+minibatch losses, the files written, and bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import grokscope
+from grokscope.analysis.landscape import hessian
+from grokscope.analysis.landscape.hessian import FlatLoss
+from grokscope.cli import main
+
+
+def test_rows_pick_each_members_examples(tiny_run):
+    run = grokscope.load_run(tiny_run)
+    f = run.loss_fn("train")
+    p = run.stacked_params(run.steps[-2:])
+    n = f.n_examples
+    every = torch.arange(n).expand(2, n)
+    assert torch.allclose(f(p, every), f(p), rtol=1e-10)
+    first = f(p, torch.stack([torch.arange(5), torch.arange(5)]))
+    alone = f({k: v[:1] for k, v in p.items()}, torch.arange(5)[None])
+    assert first[0] == pytest.approx(float(alone[0]), rel=1e-10) and not torch.allclose(first, f(p))
+
+
+def test_the_hessian_of_a_subset_matches_the_explicit_matrix(tiny_run):
+    run = grokscope.load_run(tiny_run)
+    c = hessian(run, params=["unembed.W_U"], k=5)
+    f = FlatLoss(run.loss_fn("train"), run.params(), ["unembed.W_U"])
+    H = torch.func.hessian(f.value)(f.x0).double()
+    want = np.sort(np.linalg.eigvalsh(H.numpy()))[::-1][:5]
+    assert c.dim == f.dim == H.shape[0] and c.eigenvalues == pytest.approx(want, rel=1e-4)
+    assert c.loss == pytest.approx(float(run.metrics.iloc[-1]["train_loss"]), rel=1e-5)
+
+
+def test_the_verbs_write_their_files_and_refuse_bad_input(tiny_run, capsys):
+    run = str(tiny_run)
+    assert main(["landscape", run, "--k", "3", "--params", "unembed.*", "--trace", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "top 3 Hessian eigenvalues" in out and "trace (Hutchinson, 4 probes)" in out
+    step = grokscope.load_run(run).steps[-1]
+    doc = json.loads((tiny_run / "landscape" / f"hessian-train-step{step}.json").read_text())
+    assert len(doc["eigenvalues"]) == 3 and doc["params"] == ["unembed.W_U"]
+    assert main(["llc", run, "--draws", "10", "--burn-in", "5", "--chains", "2"]) == 0
+    assert "LLC" in capsys.readouterr().out
+    doc = json.loads((tiny_run / "landscape" / f"llc-train-step{step}.json").read_text())
+    assert len(doc["per_chain"]) == 2 and doc["settings"]["draws"] == 10
+    for argv, field in ((["landscape", run, "--params", "nope.*"], "params"), (["landscape", run, "--step", "7"], "step"),
+                        (["llc", run, "--eps", "-1"], "eps"), (["llc", run, "--chains", "0"], "chains"),
+                        (["llc", run, "--batch-size", "-3"], "--batch-size"), (["landscape", run, "--k", "0"], "k")):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert field in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_the_report_shows_the_landscape_sections_once_computed(tmp_path):
+    from grokscope.report import write_report
+
+    cfg = grokscope.get_preset("tiny").replace(**{"train.epochs": 60, "train.progress": False})
+    run = grokscope.train(cfg, tmp_path / "run")
+    html = write_report(run).read_text()
+    assert 'id="llc_progress"' not in html and 'id="hessian_progress"' not in html
+    df = grokscope.landscape(run, checkpoints=2, k=2)
+    assert list(df.columns) == ["step", "loss", "lambda_1", "lambda_2"] and len(df) == 2
+    grokscope.llc(run, checkpoints=2, draws=5, burn_in=2, chains=2)
+    steps = grokscope.load_run(run).steps
+    con = grokscope.landscape(run, connect=(steps[0], steps[-1]), curve_steps=3)
+    assert con.path["linear"].iloc[0] == pytest.approx(con.path["bezier"].iloc[0])
+    html = write_report(run).read_text()
+    assert all(f'id="{s}"' in html for s in ("hessian_progress", "llc_progress", "connections"))
