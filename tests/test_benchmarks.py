@@ -68,3 +68,13 @@ def test_task_speed_runs(tmp_path):
 def test_mlp_ensemble_runs():
     out = run("mlp_ensemble.py", "--steps", "20", "--members", "2", "--checkpoint-every", "10")
     assert "machine: " in out and "plain loop, 1 seed" in out and "grokscope ensemble, 2 seeds" in out and "ratio" in out
+
+
+def test_landscape_speed_runs(tmp_path):
+    import grokscope
+
+    cfg = grokscope.get_preset("tiny").replace(**{"train.epochs": 20, "train.progress": False})
+    path = grokscope.train(cfg, tmp_path / "run")
+    out = run("landscape_speed.py", str(path), "--k", "2", "--chains", "2", "--curve-steps", "2")
+    assert "machine: " in out and "one full-split gradient" in out and "top-2 eigenvalues" in out
+    assert "LLC, 2 chains" in out and "connect (line + Bezier)" in out and "gradients" in out

@@ -63,7 +63,7 @@ def test_the_llc_of_linear_regression_is_half_its_parameters(d):
             return 0.5 * ((X @ w.T - y[:, None]) ** 2).mean(0)
         return 0.5 * ((torch.einsum("cbd,cd->cb", X[rows], w) - y[rows]) ** 2).mean(-1)
 
-    est = sgld_llc(loss, {"w": w_hat}, n, chains=8, draws=1500, burn_in=300, eps=2e-4, gamma=1.0, batch_size=None)
+    est = sgld_llc(loss, {"w": w_hat}, n, chains=8, draws=600, burn_in=200, eps=2e-4, gamma=1.0, batch_size=None)
     assert est.llc == pytest.approx(d / 2, rel=0.2), est.per_chain
     assert not est.diverged and est.nbeta == pytest.approx(n / math.log(n))
 

@@ -50,7 +50,8 @@ def _tridiagonal(matvec: MatVec, v0: Tensor, steps: int) -> tuple[Tensor, Tensor
             break
         beta.append(b)
         Q.append(w / b)
-    return torch.stack(alpha), torch.stack(beta) if beta else alpha.new_zeros(0), torch.stack(Q[: len(alpha)])
+    a = torch.stack(alpha)
+    return a, torch.stack(beta) if beta else a.new_zeros(0), torch.stack(Q[: len(alpha)])
 
 
 def _tri_eigh(alpha: Tensor, beta: Tensor) -> tuple[Tensor, Tensor]:

@@ -66,14 +66,15 @@ def _check(**kw: Any) -> None:
             raise ConfigError(key, f"must be an integer >= 0 (got {v})")
 
 
-def sgld_llc(loss: BatchLoss, w_star: dict[str, Tensor], n: int, chains: int = 4, draws: int = 200, burn_in: int = 100,
-             eps: float = 1e-4, gamma: float = 100.0, nbeta: float | None = None, batch_size: int | None = 512,
+def sgld_llc(loss: BatchLoss, w_star: dict[str, Tensor], n: int, chains: int = 4, draws: int = 100, burn_in: int = 50,
+             eps: float = 1e-4, gamma: float = 1e4, nbeta: float | None = None, batch_size: int | None = 512,
              seed: int = 0, diverge_factor: float = 10.0) -> LLCEstimate:
     """The LLC at w_star ({name: tensor}, unstacked) of a loss over n examples (module docstring).
 
     loss(params [C, ...], rows [C, B]) is the mean loss of each chain on its own rows; rows None is
     every example. batch_size None or >= n: full batch (no minibatch noise). burn_in steps come
-    before the `draws` that are averaged."""
+    before the `draws` that are averaged. The defaults are what `calibrate` left on the canonical
+    run (docs/landscape.md): gamma 100 diverged there, and eps * gamma = 1 mixes in a few steps."""
     _check(eps=eps, gamma=gamma, nbeta=nbeta, chains=chains, draws=draws, burn_in=burn_in)
     nbeta = nbeta if nbeta is not None else n / math.log(n)
     t0 = time.perf_counter()
@@ -149,8 +150,8 @@ def llc_over_checkpoints(run: Any, steps: Sequence[int] | None = None, n: int = 
     return pd.DataFrame(rows)
 
 
-def calibrate(run: Any, step: int | None = None, eps: Sequence[float] = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3),
-              gamma: Sequence[float] = (10.0, 100.0, 1000.0), drift_tol: float = 0.1, **kw: Any) -> pd.DataFrame:
+def calibrate(run: Any, step: int | None = None, eps: Sequence[float] = (1e-5, 3e-5, 1e-4),
+              gamma: Sequence[float] = (1e3, 1e4, 1e5), drift_tol: float = 0.1, **kw: Any) -> pd.DataFrame:
     """Every (eps, gamma): the estimate, diverged chains, and whether the chains settled (`stable`:
     none diverged and each chain's last-quarter mean loss is within drift_tol (relative, of the loss
     rise over L_n(w*)) of its second-quarter mean). Pick a stable setting; compare checkpoints with one."""
