@@ -209,8 +209,16 @@ def cmd_landscape(args: argparse.Namespace) -> int:
         res = landscape(args.run, step=args.step, split=args.split, params=args.params, k=args.k,
                         trace_samples=args.trace, density_vectors=args.density, checkpoints=args.checkpoints,
                         seed=args.seed, device=args.device, out=args.out, progress=_bar_progress(bar),
-                        connect=args.connect, other=args.to, bezier=not args.no_bezier, curve_steps=args.curve_steps)
+                        connect=args.connect, other=args.to, bezier=not args.no_bezier, curve_steps=args.curve_steps,
+                        slice=args.slice, grid=args.grid, span=args.span)
     folder = Path(args.out or Path(args.run) / "landscape")
+    if args.slice is not None:
+        surf = res["surface"]
+        print(f"{args.run}: {args.slice} slice of the {args.split} loss, {len(surf)} points: loss {surf['loss'].min():.4g} "
+              f"to {surf['loss'].max():.4g}" + (f"; the plane holds {res['explained']:.1%} of the trajectory's "
+                                                f"spread ({len(res['trajectory'])} checkpoints)" if "explained" in res else ""))
+        print(f"written to {folder / f'slice-{args.slice}-{args.split}.parquet'}")
+        return 0
     if args.connect is not None:
         a, b = args.connect
         print(f"{args.run} step {a} -> {args.to or args.run} step {b} ({args.split} loss): linear-path barrier "
@@ -422,6 +430,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--to", metavar="RUN2", help="with --connect: B is a checkpoint of RUN2 (a run of the same model)")
     p.add_argument("--no-bezier", action="store_true", help="with --connect: the linear path only")
     p.add_argument("--curve-steps", type=int, default=200, help="with --connect: Adam steps of the Bezier curve (default 200)")
+    p.add_argument("--slice", choices=("1d", "2d", "pca"),
+                   help="instead: a slice of the loss surface along filter-normalised random directions (1d, 2d) or in "
+                        "the plane of the training trajectory's top two principal components (pca; --checkpoints N of them)")
+    p.add_argument("--grid", type=int, default=21, help="with --slice: points per axis (default 21)")
+    p.add_argument("--span", type=float, default=1.0, help="with --slice: the range, in direction units (pca: x the trajectory's)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random start and probes (default 0)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument("--out", help="folder for the results (default RUN/landscape)")

@@ -89,3 +89,38 @@ def test_a_trained_bezier_curve_goes_round_a_barrier_the_line_crosses():
     assert con.linear_barrier == pytest.approx(4.0, rel=0.01)  # (0 - 1)^2 + 3 at t = 1/2
     assert con.bezier_barrier < 0.5 * con.linear_barrier  # the curve leaves the line and skirts the bump
     assert con.path["bezier"].iloc[0] == pytest.approx(con.path["linear"].iloc[0], abs=1e-12) and list(con.path.columns) == ["t", "linear", "bezier"]
+
+
+def test_slices_of_a_quadratic_and_filter_normalisation():
+    from grokscope.analysis.landscape.slices import filter_normalised, slice_1d, slice_2d
+
+    H, _ = _quadratic(dim=12)
+    loss = lambda p: 0.5 * torch.einsum("mi,ij,mj->m", p["w"], H, p["w"])  # noqa: E731
+    center = {"w": torch.zeros(12, dtype=torch.float64)}
+    d1 = {"w": torch.randn(12, dtype=torch.float64)}
+    d2 = {"w": torch.randn(12, dtype=torch.float64)}
+    alphas = np.linspace(-1, 1, 5)
+    s1 = slice_1d(loss, center, d1, alphas, chunk=2)
+    assert s1["loss"].to_numpy() == pytest.approx(0.5 * alphas**2 * float(d1["w"] @ H @ d1["w"]))
+    s2 = slice_2d(loss, center, d1, d2, alphas, alphas, chunk=3)
+    row = s2[(s2.alpha == 1.0) & (s2.beta == -1.0)]["loss"].item()
+    v = d1["w"] - d2["w"]
+    assert row == pytest.approx(0.5 * float(v @ H @ v))
+    W = torch.randn(4, 7, dtype=torch.float64) * torch.arange(1, 5, dtype=torch.float64)[:, None]
+    d = filter_normalised({"W": W, "b": torch.ones(3, dtype=torch.float64)}, seed=1)
+    assert torch.allclose(d["W"].norm(dim=1), W.norm(dim=1)) and d["b"].norm().item() == pytest.approx(3**0.5)
+
+
+def test_the_pca_plane_recovers_a_planar_trajectory():
+    from grokscope.analysis.landscape.slices import pca_plane
+
+    gen = torch.Generator().manual_seed(0)
+    u, _ = torch.linalg.qr(torch.randn(30, 2, generator=gen, dtype=torch.float64))
+    ab = torch.randn(10, 2, generator=gen, dtype=torch.float64)
+    ab[-1] = 0
+    end = torch.randn(30, generator=gen, dtype=torch.float64)
+    traj = [{"w": (end + u @ c)[:20].reshape(4, 5), "b": (end + u @ c)[20:]} for c in ab]
+    dirs, coords, explained = pca_plane(traj)
+    assert explained == pytest.approx(1.0)
+    dist = lambda x: np.linalg.norm(x[:, None] - x[None], axis=-1)  # noqa: E731
+    assert dist(coords) == pytest.approx(dist(ab.numpy()), abs=1e-9)  # the plane is found up to a rotation

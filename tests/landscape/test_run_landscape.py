@@ -72,3 +72,16 @@ def test_the_report_shows_the_landscape_sections_once_computed(tmp_path):
     assert con.path["linear"].iloc[0] == pytest.approx(con.path["bezier"].iloc[0])
     html = write_report(run).read_text()
     assert all(f'id="{s}"' in html for s in ("hessian_progress", "llc_progress", "connections"))
+
+
+def test_the_pca_slice_puts_the_trajectory_on_the_surface(tiny_run, capsys):
+    assert main(["landscape", str(tiny_run), "--slice", "pca", "--grid", "5"]) == 0
+    assert "the plane holds" in capsys.readouterr().out
+    import pandas as pd
+
+    tr = pd.read_parquet(tiny_run / "landscape" / "slice-pca-train-trajectory.parquet")
+    run = grokscope.load_run(tiny_run)
+    assert list(tr["step"]) == run.steps and tr.iloc[-1][["alpha", "beta"]].abs().max() < 1e-9
+    assert tr.iloc[-1]["loss"] == pytest.approx(float(run.metrics.iloc[-1]["train_loss"]), rel=1e-5)
+    assert len(pd.read_parquet(tiny_run / "landscape" / "slice-pca-train.parquet")) == 25
+    assert main(["landscape", str(tiny_run), "--slice", "pca", "--grid", "1"]) == 2

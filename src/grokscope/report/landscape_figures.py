@@ -98,3 +98,41 @@ def connections(src: Any) -> go.Figure:
     fig.update_yaxes(type="log", title="loss")
     fig.update_xaxes(title="t along the path")
     return _layout(fig, "Mode connectivity: the loss between two checkpoints")
+
+
+def has_surface(data: Any) -> bool:
+    return any((_folder(data) / f"slice-{k}-train.parquet").is_file() for k in ("pca", "2d", "1d"))
+
+
+def loss_surface(src: Any) -> go.Figure:
+    """The train loss surface `--slice` measured: the PCA plane with the trajectory drawn on it
+    (preferred), else the 2D or 1D slice along random filter-normalised directions."""
+    folder = _folder(src)
+    kind = next((k for k in ("pca", "2d", "1d") if (folder / f"slice-{k}-train.parquet").is_file()), None)
+    if kind is None:
+        raise MissingData("no slice-*.parquet: run `grokscope landscape RUN --slice pca` first")
+    df = pd.read_parquet(folder / f"slice-{kind}-train.parquet")
+    if kind == "1d":
+        fig = go.Figure(go.Scatter(x=df["alpha"], y=_f32(df["loss"]), mode="lines+markers", line=dict(color=TRAIN)))
+        fig.update_yaxes(type="log", title="train loss")
+        fig.update_xaxes(title="alpha (filter-normalised direction)")
+        return _layout(fig, "Train loss along a random filter-normalised direction")
+    a, b = np.sort(df["alpha"].unique()), np.sort(df["beta"].unique())
+    z = df.pivot(index="beta", columns="alpha", values="loss").reindex(index=b, columns=a).to_numpy()
+    fig = go.Figure(go.Contour(x=a, y=b, z=_f32(np.log10(np.maximum(z, 1e-12))), colorscale="Viridis", ncontours=25,
+                               colorbar=dict(title="log10 loss"), hovertemplate="(%{x:.3g}, %{y:.3g}): 10^%{z:.2f}<extra></extra>"))
+    title = "Train loss on two random filter-normalised directions"
+    track_file = folder / "slice-pca-train-trajectory.parquet"
+    if kind == "pca" and track_file.is_file():
+        tr = pd.read_parquet(track_file).sort_values("step")
+        fig.add_trace(go.Scatter(x=tr["alpha"], y=tr["beta"], mode="lines+markers", name="training trajectory",
+                                 marker=dict(color=tr["step"], colorscale="Reds", size=7, line=dict(color="white", width=1)),
+                                 line=dict(color="white", width=2), text=[f"step {s}" for s in tr["step"]],
+                                 hovertemplate="%{text}<extra></extra>"))
+        info = json.loads((folder / "slice-pca-train.json").read_text()) if (folder / "slice-pca-train.json").is_file() else {}
+        expl = info.get("explained")
+        title = ("Train loss in the plane of the trajectory's top two principal components"
+                 + (f" ({expl:.0%} of its spread)" if expl is not None else ""))
+        fig.update_xaxes(title="PC 1")
+        fig.update_yaxes(title="PC 2")
+    return _layout(fig, title, height=520)

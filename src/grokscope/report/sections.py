@@ -73,6 +73,10 @@ RUN_SECTIONS: dict[str, list[Section]] = {
                 "measured by `grokscope llc RUN --checkpoints N`: SGLD chains localised at the checkpoint; the band "
                 "is the spread over chains. Compare it with settings from `grokscope llc RUN --calibrate`.",
                 when=L.has_llc_progress),
+        Section("loss_surface", "The loss surface", L.loss_surface,
+                "The train loss (log10, colour) on a plane through the final checkpoint: the plane of the training "
+                "trajectory's first two principal components, with the trajectory drawn on it (`grokscope landscape "
+                "RUN --slice pca`), or two random filter-normalised directions (`--slice 2d`).", when=L.has_surface),
         Section("connections", "Mode connectivity", L.connections,
                 "The train loss along the straight line (dashed) and along a trained Bezier curve (solid) between "
                 "two checkpoints (`grokscope landscape RUN --connect A B`). The barrier is the largest excess over "

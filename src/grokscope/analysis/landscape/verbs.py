@@ -3,6 +3,7 @@
     grokscope.landscape("runs/nanda2023", k=20)               # -> Curvature; RUN/landscape/hessian-train-step<S>.json
     grokscope.landscape(run, checkpoints=40, k=5)             # -> DataFrame; RUN/landscape/hessian-train.parquet
     grokscope.landscape(run, connect=(1500, 12000))          # -> Connection; connect-train-1500-12000.json
+    grokscope.landscape(run, slice="pca")                    # -> dict; slice-pca-train.parquet (+ -trajectory)
     grokscope.llc(run, chains=4)                              # -> LLCEstimate; llc-train-step<S>.json + its trace
     grokscope.llc(run, checkpoints=40)                        # -> DataFrame; RUN/landscape/llc-train.parquet
     grokscope.llc(run, calibrate=True)                        # -> DataFrame; RUN/landscape/llc-calibration.parquet
@@ -19,6 +20,7 @@ import pandas as pd
 
 from grokscope.analysis.landscape.connectivity import Connection, connect_runs
 from grokscope.analysis.landscape.hessian import Curvature, hessian, hessian_over_checkpoints
+from grokscope.analysis.landscape.slices import run_slice
 from grokscope.analysis.landscape.llc import LLCEstimate, calibrate as calibrate_llc, estimate_llc, llc_over_checkpoints
 from grokscope.config import ConfigError
 from grokscope.io import atomic_write_json, atomic_write_parquet, check_folder
@@ -42,12 +44,22 @@ def landscape(run: Any, step: int | None = None, split: str = "train", params: S
               trace_samples: int = 0, density_vectors: int = 0, checkpoints: int | None = None, seed: int = 0,
               device: str = "cpu", out: str | Path | None = None, progress: Callable[[int, int], None] | None = None,
               connect: tuple[int, int] | None = None, other: Any = None, bezier: bool = True,
-              curve_steps: int = 200) -> Curvature | pd.DataFrame | Connection:
+              curve_steps: int = 200, slice: str | None = None, grid: int = 21,
+              span: float = 1.0) -> Curvature | pd.DataFrame | Connection | dict:
     """The Hessian at one checkpoint (`hessian`), or its top-k over `checkpoints` evenly spaced ones,
     or (connect=(step_a, step_b)) the loss barrier between two checkpoints, of this run or of `other`
-    at step_b: the linear path and, with bezier, a trained Bezier curve of `curve_steps` Adam steps."""
+    at step_b: the linear path and, with bezier, a trained Bezier curve of `curve_steps` Adam steps,
+    or (slice="1d" | "2d" | "pca") a slice of the loss surface (`slices.run_slice`; pca uses
+    `checkpoints` checkpoints, default 40)."""
     _check_checkpoints(checkpoints)
     r, folder = _folder(run, out)
+    if slice is not None:
+        res = run_slice(r, slice, step, split, grid=grid, span=span, checkpoints=checkpoints or 40, seed=seed, device=device)
+        atomic_write_parquet(folder / f"slice-{slice}-{split}.parquet", res["surface"])
+        if "trajectory" in res:
+            atomic_write_parquet(folder / f"slice-{slice}-{split}-trajectory.parquet", res["trajectory"])
+        atomic_write_json(folder / f"slice-{slice}-{split}.json", {**res["settings"], "explained": res.get("explained")})
+        return res
     if connect is not None:
         con = connect_runs(r, connect[0], connect[1], other=other, split=split, device=device, bezier=bezier,
                            steps=curve_steps, seed=seed)
