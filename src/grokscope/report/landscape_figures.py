@@ -73,10 +73,15 @@ def llc_progress(src: Any) -> go.Figure:
     if m is not None and len(m):
         fig.add_trace(go.Scatter(x=m["step"], y=_f32(m["test_loss"]), name="test loss", yaxis="y2",
                                  line=dict(color=TEST, width=1)))
-        fig.update_layout(yaxis2=dict(title="test loss", overlaying="y", side="right", type="log", showgrid=False))
+        fig.update_layout(yaxis2=dict(title="test loss", overlaying="y", side="right", type="log", showgrid=False,
+                                      dtick=1, exponentformat="power"))
     _shade_phases(fig, data.phases, float(x.min()))
     _vline(fig, (data.summary or {}).get("grokking_step"), 1, "test acc >= 0.99")
-    fig.update_layout(yaxis=dict(title="local learning coefficient"), xaxis=dict(title="step"))
+    log = bool(np.all(y > 0))  # the LLC spans decades over training; log where it can
+    if log:
+        fig.data[0].y = _f32(np.maximum(fig.data[0].y, 0.5 * y.min()))
+    fig.update_layout(yaxis=dict(title="local learning coefficient", type="log" if log else "linear",
+                                 exponentformat="power"), xaxis=dict(title="step"))
     return _layout(fig, "Local learning coefficient over training (SGLD, mean and spread over chains)")
 
 
