@@ -379,6 +379,14 @@ def cmd_runs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _landscape_tail(p: argparse.ArgumentParser, seed_help: str, func) -> None:
+    """The flags `landscape` and `llc` share after their own."""
+    p.add_argument("--seed", type=int, default=0, help=seed_help)
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    p.add_argument("--out", help="folder for the results (default RUN/landscape)")
+    p.set_defaults(func=func)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="grokscope", description="Train, analyse and report grokking runs.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")
@@ -435,10 +443,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "the plane of the training trajectory's top two principal components (pca; --checkpoints N of them)")
     p.add_argument("--grid", type=int, default=21, help="with --slice: points per axis (default 21)")
     p.add_argument("--span", type=float, default=1.0, help="with --slice: the range, in direction units (pca: x the trajectory's)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random start and probes (default 0)")
-    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    p.add_argument("--out", help="folder for the results (default RUN/landscape)")
-    p.set_defaults(func=cmd_landscape)
+    _landscape_tail(p, "seed of the random start and probes (default 0)", cmd_landscape)
 
     p = sub.add_parser("llc", help="the local learning coefficient by SGLD (stacked chains), at a checkpoint or over them")
     p.add_argument("run", metavar="RUN", help="a run directory")
@@ -453,10 +458,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gamma", type=float, default=1e4, help="localisation strength (default 1e4)")
     p.add_argument("--nbeta", type=float, help="n beta, the inverse temperature times n (default n / log n)")
     p.add_argument("--batch-size", type=int, default=512, help="SGLD minibatch (default 512; 0: the whole split)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the chains (default 0)")
-    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    p.add_argument("--out", help="folder for the results (default RUN/landscape)")
-    p.set_defaults(func=cmd_llc)
+    _landscape_tail(p, "seed of the chains (default 0)", cmd_llc)
 
     p = sub.add_parser("report", help="write RUN/report.html, or a comparison report for several runs")
     p.add_argument("runs", nargs="+", metavar="RUN", help="one run (its report), several (a comparison), or a sweep folder (the sweep report)")
