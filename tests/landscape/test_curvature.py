@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -74,6 +75,8 @@ def test_a_diverging_chain_is_named_and_left_out():
 
     est = sgld_llc(loss, {"w": torch.zeros(3, dtype=torch.float64)}, 1000, chains=2, draws=50, burn_in=0, eps=1.0)
     assert est.diverged == [0, 1] and math.isnan(est.llc)
+    doc = json.loads(json.dumps(est.to_dict(), allow_nan=False))  # what `grokscope llc` writes
+    assert doc["llc"] is None and doc["diverged"] == [0, 1]
 
 
 def test_a_trained_bezier_curve_goes_round_a_barrier_the_line_crosses():

@@ -51,7 +51,9 @@ class LLCEstimate:
     step: int | None = None
 
     def to_dict(self) -> dict:
-        return {"step": self.step, "llc": self.llc, "llc_std": self.llc_std, "per_chain": self.per_chain,
+        """JSON-ready: a value that is not finite (every chain diverged) is None."""
+        fin = lambda x: x if math.isfinite(x) else None  # noqa: E731
+        return {"step": self.step, "llc": fin(self.llc), "llc_std": fin(self.llc_std), "per_chain": [fin(x) for x in self.per_chain],
                 "diverged": self.diverged, "init_loss": self.init_loss, "nbeta": self.nbeta, "settings": self.settings,
                 "seconds": self.seconds}
 
