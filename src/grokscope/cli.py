@@ -6,6 +6,7 @@ Exit codes: 0 ok; 2 bad input (one line on stderr naming the field and what is a
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -101,7 +102,12 @@ def _print_headline(path: Path, seconds: float) -> None:
 
 
 # analyze() and the loggers name their own arguments; the CLI names them as flags
-_FLAGS = {"max_checkpoints": "--max-checkpoints", "key_rule.threshold": "--threshold", "train.log": "--log"}
+_FLAGS = {"max_checkpoints": "--max-checkpoints", "key_rule.threshold": "--threshold", "train.log": "--log",
+          "window": "--window", "n_sims": "--sims", "step": "--step", "params": "--params", "k": "--k",
+          "trace_samples": "--trace", "density_vectors": "--density", "checkpoints": "--checkpoints",
+          "step_a": "--connect", "step_b": "--connect", "steps": "--curve-steps", "slice": "--slice", "grid": "--grid",
+          "span": "--span", "chains": "--chains", "draws": "--draws", "burn_in": "--burn-in", "eps": "--eps",
+          "gamma": "--gamma", "nbeta": "--nbeta", "calibrate": "--calibrate", "other": "--to"}
 
 
 def _as_flag(err: ConfigError) -> ConfigError:
@@ -109,15 +115,35 @@ def _as_flag(err: ConfigError) -> ConfigError:
     return ConfigError(_FLAGS[err.key], str(err).split(": ", 1)[1]) if err.key in _FLAGS else err
 
 
+@contextlib.contextmanager
+def _flags_named():
+    """Inside: a ConfigError from the API comes out named by the flag (`_as_flag`)."""
+    try:
+        yield
+    except ConfigError as err:
+        raise _as_flag(err) from None
+
+
+def _print_frame(df) -> None:
+    import pandas as pd
+
+    with pd.option_context("display.width", 200, "display.max_columns", None, "display.max_rows", None):
+        print(df.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
+
+
+def _bar_progress(bar):
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    return progress
+
+
 def _expand_runs(paths: list[str]) -> list[str]:
     """A folder that is not a run but holds runs (an ensemble's OUT, a sweep) stands for its runs."""
-    from grokscope.runstore import find_runs
+    from grokscope.runstore import expand_runs
 
-    out: list[str] = []
-    for p in paths:
-        inner = [] if (Path(p) / "config.json").is_file() or not Path(p).is_dir() else find_runs(p)
-        out += [str(r) for r in inner] or [p]
-    return out
+    return [str(p) for p in expand_runs(paths)]
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
@@ -125,22 +151,13 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     from grokscope.loggers import check_backend, log_progress
 
     if args.log:
-        try:
+        with _flags_named():
             check_backend(args.log)
-        except ConfigError as err:
-            raise _as_flag(err) from None
     for run in _expand_runs(args.runs):
         t0 = time.perf_counter()
-        with progress_bar(None, unit="ckpt", desc=str(run)) as bar:
-            def progress(done: int, total: int) -> None:
-                bar.total = total
-                bar.update(done - bar.n)
-
-            try:
-                result = analyze(run, max_checkpoints=args.max_checkpoints, progress=progress,
-                                 key_rule=KeyRule(threshold=args.threshold))
-            except ConfigError as err:
-                raise _as_flag(err) from None
+        with progress_bar(None, unit="ckpt", desc=str(run)) as bar, _flags_named():
+            result = analyze(run, max_checkpoints=args.max_checkpoints, progress=_bar_progress(bar),
+                             key_rule=KeyRule(threshold=args.threshold))
         if args.log:
             log_progress(args.log, run, result.progress)
         summary = result.summary
@@ -169,13 +186,10 @@ def _facts(summary: dict) -> list[str]:
 def cmd_formation(args: argparse.Namespace) -> int:
     from grokscope.analysis.chunks import formation_test
 
-    if args.window is not None and args.window < 0:
-        raise ConfigError("--window", f"must be an integer >= 0 (got {args.window})")
-    if args.sims < 1:
-        raise ConfigError("--sims", f"must be an integer >= 1 (got {args.sims})")
     folder = len(args.runs) == 1 and Path(args.runs[0]).is_dir() and not (Path(args.runs[0]) / "config.json").is_file()
     out = Path(args.out) if args.out else (Path(args.runs[0]) if folder else Path(".")) / "formation.json"
-    test = formation_test(args.runs, window=args.window, n_sims=args.sims, seed=args.seed, out=out)
+    with _flags_named():
+        test = formation_test(args.runs, window=args.window, n_sims=args.sims, seed=args.seed, out=out)
     for row in test.per_run:
         print(f"{row['run']}: {row['formations']} formations at {', '.join(map(str, row['steps'])) or '-'}"
               f" ({row['pairs']} pairs, {row['triples']} triples)")
@@ -187,25 +201,10 @@ def cmd_formation(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_frame(df) -> None:
-    import pandas as pd
-
-    with pd.option_context("display.width", 200, "display.max_columns", None, "display.max_rows", None):
-        print(df.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
-
-
-def _bar_progress(bar):
-    def progress(done: int, total: int) -> None:
-        bar.total = total
-        bar.update(done - bar.n)
-
-    return progress
-
-
 def cmd_landscape(args: argparse.Namespace) -> int:
     from grokscope.analysis.landscape.verbs import landscape
 
-    with progress_bar(None, unit="ckpt", desc="hessian") as bar:
+    with progress_bar(None, unit="ckpt", desc="hessian") as bar, _flags_named():
         res = landscape(args.run, step=args.step, split=args.split, params=args.params, k=args.k,
                         trace_samples=args.trace, density_vectors=args.density, checkpoints=args.checkpoints,
                         seed=args.seed, device=args.device, out=args.out, progress=_bar_progress(bar),
@@ -254,7 +253,7 @@ def cmd_llc(args: argparse.Namespace) -> int:
     sgld["batch_size"] = None if args.batch_size == 0 else args.batch_size
     if args.batch_size < 0:
         raise ConfigError("--batch-size", f"must be an integer >= 0 (0: full batch; got {args.batch_size})")
-    with progress_bar(None, unit="ckpt", desc="llc") as bar:
+    with progress_bar(None, unit="ckpt", desc="llc") as bar, _flags_named():
         res = llc(args.run, step=args.step, split=args.split, checkpoints=args.checkpoints, calibrate=args.calibrate,
                   device=args.device, out=args.out, progress=_bar_progress(bar), **sgld)
     folder = Path(args.out or Path(args.run) / "landscape")

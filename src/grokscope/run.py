@@ -196,6 +196,18 @@ def load_run(path: str | Path) -> Run:
     return Run(store.path, cfg, meta, task, store)
 
 
+def checkpoint_step(run: Any, step: int | None, field: str = "step") -> int:
+    """`step` if the run has a checkpoint there (None: the last one); else a ConfigError naming `field`."""
+    if not run.steps:
+        raise RunDirError(f"{getattr(run, 'path', 'the run')} has no checkpoints")
+    if step is None:
+        return run.steps[-1]
+    if step not in run.steps:
+        raise ConfigError(field, f"no checkpoint at step {step} in {getattr(run, 'path', 'the run')} (checkpoints: "
+                                 f"{run.steps[0]}..{run.steps[-1]}, {len(run.steps)} of them)")
+    return step
+
+
 def as_run(run_or_path: Any) -> Any:
     """A Run from a path; a Run or an in-memory run (anything with config, task, steps, params) as it is."""
     if isinstance(run_or_path, (str, Path)):

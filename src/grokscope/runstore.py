@@ -300,6 +300,16 @@ def find_runs(root: str | Path) -> list[Path]:
     return sorted((p.parent for p in root.rglob("config.json") if "analysis" not in p.parts), key=natural_key)
 
 
+def expand_runs(paths: Sequence[str | Path]) -> list[Path]:
+    """A folder that is not a run but holds runs (an ensemble's OUT, a sweep) stands for its runs;
+    any other path (a run, a file, a missing path) stays as it is, for its reader to judge."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        inner = [] if (p / "config.json").is_file() or not p.is_dir() else find_runs(p)
+        out += inner or [p]
+    return out
+
+
 def natural_key(path: Path) -> list:
     """Sort key that puts seed2 before seed10 (digit runs compare as numbers)."""
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(path))]

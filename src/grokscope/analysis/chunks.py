@@ -102,20 +102,14 @@ def formation_test(runs: Any, window: int | None = None, n_sims: int = 10000, se
     in the simulation.
     """
     from grokscope.analysis.core import load_analysis
-    from grokscope.runstore import find_runs
+    from grokscope.runstore import expand_runs
 
     if isinstance(runs, (str, Path)) or not isinstance(runs, (list, tuple)):
         runs = [runs]
-    paths: list[Path] = []
     for run in runs:
-        if not isinstance(run, (str, Path)):
-            paths.append(Path(run.path))
-        elif not Path(run).is_dir():
+        if isinstance(run, (str, Path)) and not Path(run).is_dir():
             raise RunDirError(f"{run} is not a folder (a run directory or a folder of runs)")
-        else:
-            paths += find_runs(run) or [Path(run)]
-    if not paths:
-        raise ConfigError("runs", "give at least one analysed run")
+    paths = expand_runs([run if isinstance(run, (str, Path)) else run.path for run in runs])
     summaries = []
     for path in paths:
         summary = load_analysis(path, "formation").summary

@@ -32,6 +32,15 @@ def _formed(summary: dict) -> dict[int, dict]:
     return {int(c): v for c, v in (summary.get("chunk_formation") or {}).items()}
 
 
+def _analysed(runs: Any, has: Any) -> list[RunData]:
+    """The runs (one or a list) whose formation analysis `has` what a figure needs; MissingData if none."""
+    datas = [_data(r) for r in (runs if isinstance(runs, (list, tuple)) else [runs])]
+    datas = [d for d in datas if ANALYSIS in d.analyses and has(d.analyses[ANALYSIS])]
+    if not datas:
+        raise MissingData("no run has a formation analysis (chunked MLPs on modular tasks; `grokscope analyze RUN`)")
+    return datas
+
+
 def chunk_circles(src: Any, max_frames: int = MAX_FRAMES) -> go.Figure:
     """Every chunk's p token points over training (play button and step slider), one panel per chunk.
 
@@ -101,10 +110,7 @@ def formation_timeline(runs: Any) -> go.Figure:
     window of another formation of the same run) are red, single formations black."""
     from grokscope.analysis.formation import groups
 
-    datas = [_data(r) for r in (runs if isinstance(runs, (list, tuple)) else [runs])]
-    datas = [d for d in datas if ANALYSIS in d.analyses and "progress" in d.analyses[ANALYSIS].tables]
-    if not datas:
-        raise MissingData("no run has a formation analysis (chunked MLPs on modular tasks; `grokscope analyze RUN`)")
+    datas = _analysed(runs, lambda a: "progress" in a.tables)
     steps = sorted({int(s) for d in datas for s in d.table(ANALYSIS, "progress")["step"]})
     z, labels, xs, ys, colors, hover, bounds = [], [], [], [], [], [], []
     for d in datas:
@@ -144,11 +150,7 @@ def coincidence(runs: Any, n_sims: int = 10000) -> go.Figure:
     formations that come in pairs or triples (simulated Poisson times), and the observed number."""
     from grokscope.analysis.chunks import coincidence_from_summaries
 
-    datas = [_data(r) for r in (runs if isinstance(runs, (list, tuple)) else [runs])]
-    summaries = [d.analyses[ANALYSIS].summary for d in datas
-                 if ANALYSIS in d.analyses and d.analyses[ANALYSIS].summary is not None]
-    if not summaries:
-        raise MissingData("no run has a formation analysis (chunked MLPs on modular tasks; `grokscope analyze RUN`)")
+    summaries = [d.analyses[ANALYSIS].summary for d in _analysed(runs, lambda a: a.summary is not None)]
     test = coincidence_from_summaries(summaries, n_sims=n_sims)
     if test.n_runs == 0:
         raise MissingData(test.verdict())

@@ -93,13 +93,11 @@ def connect_runs(run: Any, step_a: int, step_b: int, other: Any = None, split: s
                  **kw: Any) -> Connection:
     """Between checkpoint step_a of `run` and step_b of `other` (default the same run). The two runs
     must have the same model shapes; the loss is `run`'s on `split`."""
-    from grokscope.run import as_run
+    from grokscope.run import as_run, checkpoint_step
 
     ra = as_run(run)
     rb = ra if other is None else as_run(other)
-    for r, s, key in ((ra, step_a, "step_a"), (rb, step_b, "step_b")):
-        if s not in r.steps:
-            raise ConfigError(key, f"no checkpoint at step {s} in {r.path} (checkpoints: {r.steps[0]}..{r.steps[-1]})")
+    checkpoint_step(ra, step_a, "step_a"), checkpoint_step(rb, step_b, "step_b")
     a, b = ra.params(step_a), rb.params(step_b)
     if {k: v.shape for k, v in a.items()} != {k: v.shape for k, v in b.items()}:
         raise ConfigError("other", f"{rb.path} has other parameter shapes than {ra.path}; connect runs of one model")

@@ -103,13 +103,10 @@ class Curvature:
 
 
 def _flat_loss(run: Any, step: int | None, split: str, params: Sequence[str] | None, device: str) -> tuple[FlatLoss, int]:
-    from grokscope.run import as_run
+    from grokscope.run import as_run, checkpoint_step
 
     run = as_run(run)
-    step = run.steps[-1] if step is None else step
-    if step not in run.steps:
-        raise ConfigError("step", f"no checkpoint at step {step} (checkpoints: {run.steps[0]}..{run.steps[-1]}, "
-                                  f"{len(run.steps)} of them)")
+    step = checkpoint_step(run, step)
     p = {k: v.to(device) for k, v in run.params(step).items()}
     return FlatLoss(run.loss_fn(split, device=device), p, select_params(list(p), params)), step
 
@@ -141,6 +138,18 @@ def hessian_over_checkpoints(run: Any, steps: Sequence[int] | None = None, n: in
                              params: Sequence[str] | None = None, trace_samples: int = 0, seed: int = 0,
                              device: str = "cpu", progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
     """One row per checkpoint (n evenly spaced ones by default): step, loss, lambda_1..k[, trace]."""
+    def measure(r: Any, s: int) -> dict:
+        c = hessian(r, s, split, params, k, trace_samples=trace_samples, seed=seed, device=device)
+        row = {"loss": c.loss, **{f"lambda_{j + 1}": float(e) for j, e in enumerate(c.eigenvalues)}}
+        return row if c.trace is None else {**row, "trace": c.trace}
+
+    return over_checkpoints(run, measure, steps, n, progress)
+
+
+def over_checkpoints(run: Any, measure: Callable[[Any, int], dict], steps: Sequence[int] | None = None, n: int = 20,
+                     progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
+    """A DataFrame with a row {"step": s, **measure(run, s)} for each of `steps` (default: n evenly
+    spaced checkpoints): the loop every "over all checkpoints" landscape measure shares."""
     from grokscope.analysis import subsample_steps
     from grokscope.run import as_run
 
@@ -148,11 +157,7 @@ def hessian_over_checkpoints(run: Any, steps: Sequence[int] | None = None, n: in
     chosen = list(steps) if steps is not None else subsample_steps(run.steps, n)
     rows = []
     for i, s in enumerate(chosen):
-        c = hessian(run, s, split, params, k, trace_samples=trace_samples, seed=seed, device=device)
-        row = {"step": s, "loss": c.loss, **{f"lambda_{j + 1}": float(e) for j, e in enumerate(c.eigenvalues)}}
-        if c.trace is not None:
-            row["trace"] = c.trace
-        rows.append(row)
+        rows.append({"step": s, **measure(run, s)})
         if progress:
             progress(i + 1, len(chosen))
     return pd.DataFrame(rows)

@@ -30,6 +30,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from grokscope.analysis.landscape.hessian import over_checkpoints
 from grokscope.config import ConfigError
 
 BatchLoss = Callable[[dict[str, Tensor], Tensor | None], Tensor]  # (stacked params, rows [C, B] or None) -> [C]
@@ -121,12 +122,10 @@ def sgld_llc(loss: BatchLoss, w_star: dict[str, Tensor], n: int, chains: int = 4
 
 def estimate_llc(run: Any, step: int | None = None, split: str = "train", device: str = "cpu", **kw: Any) -> LLCEstimate:
     """The LLC of a run at a checkpoint (default the last); keywords as `sgld_llc`."""
-    from grokscope.run import as_run
+    from grokscope.run import as_run, checkpoint_step
 
     run = as_run(run)
-    step = run.steps[-1] if step is None else step
-    if step not in run.steps:
-        raise ConfigError("step", f"no checkpoint at step {step} (checkpoints: {run.steps[0]}..{run.steps[-1]})")
+    step = checkpoint_step(run, step)
     f = run.loss_fn(split, device=device)
     params = {k: v.to(device) for k, v in run.params(step).items()}
     est = sgld_llc(f, params, f.n_examples, **kw)
@@ -138,18 +137,11 @@ def llc_over_checkpoints(run: Any, steps: Sequence[int] | None = None, n: int = 
                          device: str = "cpu", progress: Callable[[int, int], None] | None = None,
                          **kw: Any) -> pd.DataFrame:
     """One row per checkpoint (n evenly spaced by default): step, llc, llc_std, init_loss, diverged chains."""
-    from grokscope.analysis import subsample_steps
-    from grokscope.run import as_run
+    def measure(r: Any, s: int) -> dict:
+        e = estimate_llc(r, s, split, device, **kw)
+        return {"llc": e.llc, "llc_std": e.llc_std, "init_loss": e.init_loss, "diverged": len(e.diverged)}
 
-    run = as_run(run)
-    chosen = list(steps) if steps is not None else subsample_steps(run.steps, n)
-    rows = []
-    for i, s in enumerate(chosen):
-        e = estimate_llc(run, s, split, device, **kw)
-        rows.append({"step": s, "llc": e.llc, "llc_std": e.llc_std, "init_loss": e.init_loss, "diverged": len(e.diverged)})
-        if progress:
-            progress(i + 1, len(chosen))
-    return pd.DataFrame(rows)
+    return over_checkpoints(run, measure, steps, n, progress)
 
 
 def calibrate(run: Any, step: int | None = None, eps: Sequence[float] = (1e-5, 3e-5, 1e-4),

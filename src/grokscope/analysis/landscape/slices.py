@@ -96,7 +96,7 @@ def run_slice(run: Any, kind: str = "pca", step: int | None = None, split: str =
     checkpoints, the grid covering it with a 20 % margin, times `span`). Returns {"surface": DataFrame,
     "trajectory": DataFrame (pca), "explained": float (pca), "settings": dict}."""
     from grokscope.analysis import subsample_steps
-    from grokscope.run import as_run
+    from grokscope.run import as_run, checkpoint_step
 
     if kind not in ("1d", "2d", "pca"):
         raise ConfigError("slice", f"must be one of 1d, 2d, pca (got {kind!r})")
@@ -120,9 +120,7 @@ def run_slice(run: Any, kind: str = "pca", step: int | None = None, split: str =
                               "loss": _evaluate(f, traj[-1], coords, dirs, 8)})
         settings.update({"steps": [int(s) for s in steps], "center_step": int(steps[-1])})
         return {"surface": surface, "trajectory": track, "explained": explained, "settings": settings}
-    step = r.steps[-1] if step is None else step
-    if step not in r.steps:
-        raise ConfigError("step", f"no checkpoint at step {step} (checkpoints: {r.steps[0]}..{r.steps[-1]})")
+    step = checkpoint_step(r, step)
     center = {k: v.to(device) for k, v in r.params(step).items()}
     alphas = np.linspace(-span, span, grid)
     settings["center_step"] = step

@@ -30,9 +30,8 @@ def _folder(run: Any, out: str | Path | None) -> tuple[Any, Path]:
     from grokscope.run import as_run
 
     r = as_run(run)
-    folder = check_folder(Path(out) if out is not None else Path(r.path) / "landscape")
-    folder.mkdir(parents=True, exist_ok=True)
-    return r, folder
+    # refused now if it cannot be a folder; created by the first atomic write, so a measure that fails leaves none
+    return r, check_folder(Path(out) if out is not None else Path(r.path) / "landscape")
 
 
 def _check_checkpoints(checkpoints: int | None) -> None:
