@@ -127,3 +127,10 @@ def test_the_pca_plane_recovers_a_planar_trajectory():
     assert explained == pytest.approx(1.0)
     dist = lambda x: np.linalg.norm(x[:, None] - x[None], axis=-1)  # noqa: E731
     assert dist(coords) == pytest.approx(dist(ab.numpy()), abs=1e-9)  # the plane is found up to a rotation
+
+
+def test_a_bad_minibatch_size_names_the_field():
+    from grokscope.config import ConfigError
+
+    with pytest.raises(ConfigError, match="batch_size"):
+        sgld_llc(lambda p, rows: p["w"].sum(-1), {"w": torch.zeros(2)}, 100, batch_size=0)

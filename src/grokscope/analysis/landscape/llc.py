@@ -67,6 +67,8 @@ def _check(**kw: Any) -> None:
             raise ConfigError(key, f"must be an integer >= 1 (got {v})")
         if key == "burn_in" and (not isinstance(v, int) or v < 0):
             raise ConfigError(key, f"must be an integer >= 0 (got {v})")
+        if key == "batch_size" and v is not None and (not isinstance(v, int) or v < 1):
+            raise ConfigError(key, f"must be an integer >= 1, or None for the whole split (got {v})")
 
 
 def sgld_llc(loss: BatchLoss, w_star: dict[str, Tensor], n: int, chains: int = 4, draws: int = 100, burn_in: int = 50,
@@ -78,7 +80,7 @@ def sgld_llc(loss: BatchLoss, w_star: dict[str, Tensor], n: int, chains: int = 4
     every example. batch_size None or >= n: full batch (no minibatch noise). burn_in steps come
     before the `draws` that are averaged. The defaults are what `calibrate` left on the canonical
     run (docs/landscape.md): gamma 100 diverged there, and eps * gamma = 1 mixes in a few steps."""
-    _check(eps=eps, gamma=gamma, nbeta=nbeta, chains=chains, draws=draws, burn_in=burn_in)
+    _check(eps=eps, gamma=gamma, nbeta=nbeta, chains=chains, draws=draws, burn_in=burn_in, batch_size=batch_size)
     nbeta = nbeta if nbeta is not None else n / math.log(n)
     t0 = time.perf_counter()
     gen = torch.Generator().manual_seed(seed)
