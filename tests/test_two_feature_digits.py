@@ -70,6 +70,21 @@ def test_an_mlp_learns_it_and_logs_each_feature(tmp_path):
     last = run.metrics.iloc[-1]
     assert last["test_acc/pattern"] > 0.9 and last["test_acc/digit"] > 0.3  # chance is 0.1
     assert run.metrics["test_acc/digit"].iloc[0] < 0.3
+    # a feature's loss as a function of the parameters (a circuit's loss) is the one the trainer logged
+    params = run.stacked_params()
+    for c in ("digit", "pattern", "both"):
+        assert float(run.loss_fn("test", component=c)(params)) == pytest.approx(last[f"test_loss/{c}"], rel=1e-5)
+        assert float(run.accuracy_fn("test", component=c)(params)) == pytest.approx(last[f"test_acc/{c}"], abs=1e-6)
+    with pytest.raises(ConfigError, match="component"):
+        run.loss_fn("test", component="colour")
+    # the walk that keeps the digit and ablates the pattern
+    w = grokscope.landscape(run, circuits=("digit", "pattern"), split="test", grid=3, relax_steps=2, k_a=3)
+    d = w.direction  # d is orthogonal to the digit's top-3 eigenvectors: its digit curvature is at most the 3rd (Courant-Fischer)
+    assert (w.a, w.b) == ("digit", "pattern") and d["curvature_a"] <= d["eigenvalues_a"][-1] * (1 + 1e-4)
+    assert d["curvature_b"] <= d["lambda_1_b"] * (1 + 1e-4)
+    ends = w.walk.iloc[[0, -1]]
+    assert (ends["loss_pattern"] > w.walk["loss_pattern"].iloc[1]).all()
+    assert (run.path / "landscape" / "circuits-digit-pattern-test.parquet").is_file()
 
 
 @pytest.mark.parametrize("args, field", [

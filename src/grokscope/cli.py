@@ -107,7 +107,8 @@ _FLAGS = {"max_checkpoints": "--max-checkpoints", "key_rule.threshold": "--thres
           "trace_samples": "--trace", "density_vectors": "--density", "checkpoints": "--checkpoints",
           "step_a": "--connect", "step_b": "--connect", "steps": "--curve-steps", "slice": "--slice", "grid": "--grid",
           "span": "--span", "chains": "--chains", "draws": "--draws", "burn_in": "--burn-in", "eps": "--eps",
-          "gamma": "--gamma", "nbeta": "--nbeta", "calibrate": "--calibrate", "other": "--to"}
+          "gamma": "--gamma", "nbeta": "--nbeta", "calibrate": "--calibrate", "other": "--to", "circuits": "--circuits",
+          "k_a": "--k-a", "points": "--grid", "relax_steps": "--relax-steps"}
 
 
 def _as_flag(err: ConfigError) -> ConfigError:
@@ -204,13 +205,19 @@ def cmd_formation(args: argparse.Namespace) -> int:
 def cmd_landscape(args: argparse.Namespace) -> int:
     from grokscope.analysis.landscape.verbs import landscape
 
-    with progress_bar(None, unit="ckpt", desc="hessian") as bar, _flags_named():
+    unit, desc = ("step", "relax") if args.circuits is not None else ("ckpt", "hessian")
+    with progress_bar(None, unit=unit, desc=desc) as bar, _flags_named():
         res = landscape(args.run, step=args.step, split=args.split, params=args.params, k=args.k,
                         trace_samples=args.trace, density_vectors=args.density, checkpoints=args.checkpoints,
                         seed=args.seed, device=args.device, out=args.out, progress=_bar_progress(bar),
                         connect=args.connect, other=args.to, bezier=not args.no_bezier, curve_steps=args.curve_steps,
-                        slice=args.slice, grid=args.grid, span=args.span)
+                        slice=args.slice, grid=args.grid, span=args.span, circuits=args.circuits, k_a=args.k_a,
+                        relax_steps=args.relax_steps)
     folder = Path(args.out or Path(args.run) / "landscape")
+    if args.circuits is not None:
+        _print_walk(args.run, res)
+        print(f"{res.seconds:.1f} s; written to {folder / f'circuits-{res.a}-{res.b}-{args.split}.json'} (and .parquet)")
+        return 0
     if args.slice is not None:
         surf = res["surface"]
         print(f"{args.run}: {args.slice} slice of the {args.split} loss, {len(surf)} points: loss {surf['loss'].min():.4g} "
@@ -243,6 +250,22 @@ def cmd_landscape(args: argparse.Namespace) -> int:
     print(f"{res.n_hvp} Hessian-vector products in {res.seconds:.1f} s; written to "
           f"{folder / f'hessian-{res.split}-step{res.step}.json'}")
     return 0
+
+
+def _print_walk(run: str, w) -> None:
+    d, v = w.direction, w.verdict
+    print(f"{run} step {w.step}: keep {w.a}, ablate {w.b} ({w.split} examples, {w.dim:,} parameters)")
+    print(f"direction: {w.b}'s top Hessian eigenvector (eigenvalue {d['lambda_1_b']:.4g}; {d['v_b_share_in_a']:.1%} of it "
+          f"inside {w.a}'s top {d['k_a']}) projected off them; curvature along it: {w.a} {d['curvature_a']:.4g}, "
+          f"{w.b} {d['curvature_b']:.4g}, joint {d['curvature_joint']:.4g} (joint top eigenvalues "
+          f"{d['eigenvalues_joint'][0]:.4g} .. {d['eigenvalues_joint'][-1]:.4g})")
+    cols = ["t", "joint", f"loss_{w.a}", f"loss_{w.b}", "relaxed_joint", f"relaxed_loss_{w.a}", f"relaxed_loss_{w.b}",
+            "moved", "lambda_min_orthogonal"]
+    _print_frame(w.walk[[c for c in cols if c in w.walk]])
+    yes = lambda x: "yes" if x else "no"  # noqa: E731
+    print(f"orthogonal minimum: {yes(v['orthogonal_minimum'])} (worst lambda_min {v['worst_lambda_min']:.3g} against "
+          f"lambda_1 {v['lambda_1']:.3g}); sloped: {yes(v['sloped'])}; {w.a} kept: {yes(v['circuit_kept'])}; "
+          f"sloped canyon: {yes(v['sloped_canyon'])}")
 
 
 def cmd_llc(args: argparse.Namespace) -> int:
@@ -440,8 +463,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--slice", choices=("1d", "2d", "pca"),
                    help="instead: a slice of the loss surface along filter-normalised random directions (1d, 2d) or in "
                         "the plane of the training trajectory's top two principal components (pca; --checkpoints N of them)")
-    p.add_argument("--grid", type=int, default=21, help="with --slice: points per axis (default 21)")
-    p.add_argument("--span", type=float, default=1.0, help="with --slice: the range, in direction units (pca: x the trajectory's)")
+    p.add_argument("--circuits", nargs="*", metavar="CIRCUIT",
+                   help="instead: walk along a direction that keeps circuit A and ablates circuit B (key frequencies such "
+                        "as 14 35, or components such as digit pattern; none: the run's two main ones) and test for a "
+                        "sloped canyon")
+    p.add_argument("--k-a", type=int, default=10, help="with --circuits: A's top eigenvectors projected out (default 10)")
+    p.add_argument("--relax-steps", type=int, default=50,
+                   help="with --circuits: Adam steps relaxing each walk point orthogonally (default 50)")
+    p.add_argument("--grid", type=int, help="with --slice: points per axis (default 21); with --circuits: points along "
+                   "the walk (default 11)")
+    p.add_argument("--span", type=float, help="with --slice: the range, in direction units (pca: x the trajectory's; "
+                   "default 1); with --circuits: the walk's half-length in parameter space (default: where B's "
+                   "quadratic loss has risen by ln V)")
     _landscape_tail(p, "seed of the random start and probes (default 0)", cmd_landscape)
 
     p = sub.add_parser("llc", help="the local learning coefficient by SGLD (stacked chains), at a checkpoint or over them")

@@ -28,7 +28,7 @@ from grokscope.io import RunDirError
 from grokscope.loss import loss_dtype
 from grokscope.models import make_model
 from grokscope.runstore import RunStore, StoredAnalysis
-from grokscope.tasks import Split, Task, task_class
+from grokscope.tasks import Split, Task, components_of, task_class
 
 
 @dataclass
@@ -129,13 +129,24 @@ class Run:
 
     # -- the loss as a function of the parameters -----------------------------------------------
     def loss_fn(self, split: Split = "train", device: str | torch.device = "cpu",
-                dtype: torch.dtype | None = None) -> Callable[..., Tensor]:
+                dtype: torch.dtype | None = None, component: str | None = None) -> Callable[..., Tensor]:
         """`f(params, rows=None) -> loss [member]`: the mean cross-entropy over `split`, for stacked
         parameters {name: [member, *shape]}, through the generic engine and plain autograd ops (so
         torch.func transforms such as hvp, jacrev and vmap go through it). `rows` [member, B] (long)
         picks each member's own examples of the split (SGLD minibatches); None is the whole split.
+        `component` keeps only that loss component's targets (`Task.components`: a circuit's loss).
         The loss is computed in the run's train.loss_dtype, as the trainer's evaluation; `dtype`
         casts the parameters first. `f.n_examples` is the split's size."""
+        return self._split_fn(split, device, dtype, component, accuracy=False)
+
+    def accuracy_fn(self, split: Split = "train", device: str | torch.device = "cpu",
+                    component: str | None = None) -> Callable[..., Tensor]:
+        """`f(params, rows=None) -> accuracy [member]`: the share of `split`'s targets (of `component`'s)
+        predicted right, the companion of `loss_fn`."""
+        return self._split_fn(split, device, None, component, accuracy=True)
+
+    def _split_fn(self, split: Split, device: str | torch.device, dtype: torch.dtype | None, component: str | None,
+                  accuracy: bool) -> Callable[..., Tensor]:
         if split not in ("train", "test"):
             raise ConfigError("split", f"must be one of train, test (got {split!r})")
         model = self.model().to(device)
@@ -143,9 +154,11 @@ class Run:
         batch = self.task.batch(split).to(device)
         dtype_loss = loss_dtype(self.config.train.loss_dtype)
         valid = batch.valid()  # [N, n_target]: the targets that count (real rows, a label present)
+        if component is not None:
+            valid = valid & self._component_mask(batch, component, split)
         targets = batch.targets.clamp_min(0)  # NO_TARGET labels are masked out below
 
-        def loss(params: dict[str, Tensor], rows: Tensor | None = None) -> Tensor:
+        def evaluate(params: dict[str, Tensor], rows: Tensor | None = None) -> Tensor:
             if dtype is not None:
                 params = {k: v.to(dtype) for k, v in params.items()}
             m = next(iter(params.values())).shape[0]
@@ -154,12 +167,27 @@ class Run:
             else:
                 inputs, tg, ok = batch.inputs[rows], targets[rows], valid[rows]
             logits = engine.logits(params, inputs).to(dtype_loss)  # [m B n_target V]
-            ce = F.cross_entropy(logits.flatten(1, 2).transpose(1, 2), tg.flatten(1), reduction="none")  # [m, B n_target]
-            ok = ok.flatten(1).to(ce.dtype)
-            return (ce * ok).sum(-1) / ok.sum(-1).clamp_min(1)
+            ok = ok.flatten(1).to(logits.dtype)
+            if accuracy:
+                score = (logits.argmax(-1).flatten(1) == tg.flatten(1)).to(logits.dtype)
+            else:
+                score = F.cross_entropy(logits.flatten(1, 2).transpose(1, 2), tg.flatten(1), reduction="none")  # [m, B n_target]
+            return (score * ok).sum(-1) / ok.sum(-1).clamp_min(1)
 
-        loss.n_examples = len(batch)  # type: ignore[attr-defined]
-        return loss
+        evaluate.n_examples = len(batch)  # type: ignore[attr-defined]
+        return evaluate
+
+    def _component_mask(self, batch: Any, component: str, split: str) -> Tensor:
+        """[N, n_target] the targets of one loss component; a name the task lacks, or one without
+        targets in the split, is a ConfigError naming `component`."""
+        names = components_of(self.task)
+        if component not in names:
+            raise ConfigError("component", f"must be one of {', '.join(names) or '(none: the task has one loss)'} "
+                                           f"(got {component!r})")
+        mask = batch.components == names.index(component)
+        if not bool((mask & batch.valid()).any()):
+            raise ConfigError("component", f"{component!r} has no targets in the {split} split")
+        return mask
 
     def stacked_params(self, steps: list[int] | int | None = None) -> dict[str, Tensor]:
         """Checkpoints as one stacked parameter dict {name: [member, *shape]} (default: the last)."""

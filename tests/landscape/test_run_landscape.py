@@ -70,8 +70,30 @@ def test_the_report_shows_the_landscape_sections_once_computed(tmp_path):
     steps = grokscope.load_run(run).steps
     con = grokscope.landscape(run, connect=(steps[0], steps[-1]), curve_steps=3)
     assert con.path["linear"].iloc[0] == pytest.approx(con.path["bezier"].iloc[0])
+    grokscope.landscape(run, circuits=("1", "2"), grid=3, relax_steps=1, k_a=2)
     html = write_report(run).read_text()
-    assert all(f'id="{s}"' in html for s in ("hessian_progress", "llc_progress", "connections"))
+    assert all(f'id="{s}"' in html for s in ("hessian_progress", "llc_progress", "connections", "circuit_walks"))
+
+
+def test_the_circuit_walk_from_the_cli(tiny_run, capsys):
+    run = str(tiny_run)
+    assert main(["landscape", run, "--circuits", "3", "k5", "--grid", "5", "--relax-steps", "3", "--k-a", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "keep k3, ablate k5" in out and "sloped canyon:" in out
+    doc = json.loads((tiny_run / "landscape" / "circuits-k3-k5-train.json").read_text())
+    assert doc["direction"]["k_a"] == 2 and set(doc["verdict"]) >= {"orthogonal_minimum", "sloped", "sloped_canyon"}
+    import pandas as pd
+
+    walk = pd.read_parquet(tiny_run / "landscape" / "circuits-k3-k5-train.parquet")
+    assert len(walk) == 5 and walk["t"].iloc[2] == 0 and walk["moved"].iloc[2] < walk["moved"].max() + 1e-12
+    # t = 0 is the checkpoint: its joint loss is the run's last train loss
+    assert walk["joint"].iloc[2] == pytest.approx(float(grokscope.load_run(run).metrics.iloc[-1]["train_loss"]), rel=1e-5)
+    for argv, field in ((["--circuits", "3"], "--circuits"), (["--circuits", "3", "99"], "--circuits"),
+                        (["--circuits", "3", "5", "--grid", "4"], "--grid"), (["--circuits", "digit", "5"], "--circuits"),
+                        (["--circuits", "3", "5", "--span", "-1"], "--span"), (["--circuits", "3", "3"], "--circuits")):
+        assert main(["landscape", run, *argv]) == 2, argv
+        err = capsys.readouterr().err
+        assert field in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
 
 
 def test_the_pca_slice_puts_the_trajectory_on_the_surface(tiny_run, capsys):

@@ -1,5 +1,6 @@
 """Figures of what `grokscope landscape` and `grokscope llc` wrote into RUN/landscape/: the top
-Hessian eigenvalues and the local learning coefficient over training, and mode-connectivity paths.
+Hessian eigenvalues and the local learning coefficient over training, mode-connectivity paths, loss
+surfaces and circuit-direction walks.
 The report shows each one only when its file exists.
 
     from grokscope.report import landscape_figures
@@ -141,3 +142,33 @@ def loss_surface(src: Any) -> go.Figure:
         fig.update_xaxes(title="PC 1")
         fig.update_yaxes(title="PC 2")
     return _layout(fig, title, height=520)
+
+
+def has_circuit_walks(data: Any) -> bool:
+    return bool(list(_folder(data).glob("circuits-*.json")))
+
+
+def circuit_walks(src: Any) -> go.Figure:
+    """Each `--circuits A B` walk: the losses of A, B and the joint (training) loss along the
+    direction that keeps A and ablates B, straight (dashed) and relaxed orthogonally (solid)."""
+    from plotly.subplots import make_subplots
+
+    files = sorted(_folder(src).glob("circuits-*.json"))
+    if not files:
+        raise MissingData("no circuits-*.json: run `grokscope landscape RUN --circuits A B` first")
+    docs = [json.loads(f.read_text()) for f in files]
+    yes = lambda x: "yes" if x else "no"  # noqa: E731
+    titles = [f"keep {d['a']}, ablate {d['b']} ({d['split']}, step {d['step']}): sloped canyon "
+              f"{yes(d['verdict']['sloped_canyon'])}" for d in docs]
+    fig = make_subplots(rows=len(docs), cols=1, subplot_titles=titles, vertical_spacing=0.12 / max(len(docs) - 1, 1))
+    for row, (f, d) in enumerate(zip(files, docs), start=1):
+        walk = pd.read_parquet(f.with_suffix(".parquet"))
+        for col, name, color in ((f"loss_{d['a']}", f"{d['a']} (kept)", TRAIN), (f"loss_{d['b']}", f"{d['b']} (ablated)", TEST),
+                                 ("joint", "joint (train loss)", "#444444")):
+            for prefix, dash, label in (("", "dash", "straight"), ("relaxed_", None, "relaxed")):
+                fig.add_trace(go.Scatter(x=walk["t"], y=_f32(walk[prefix + col].clip(lower=1e-12)), mode="lines",
+                                         name=f"{name}, {label}", legendgroup=name, showlegend=row == 1,
+                                         line=dict(color=color, dash=dash)), row=row, col=1)
+        fig.update_yaxes(type="log", title="loss", row=row, col=1)
+        fig.update_xaxes(title="t (distance along the direction)", row=row, col=1)
+    return _layout(fig, "Circuit directions: keep one circuit, ablate another", height=340 * len(docs) + 80)

@@ -81,6 +81,12 @@ RUN_SECTIONS: dict[str, list[Section]] = {
                 "The train loss along the straight line (dashed) and along a trained Bezier curve (solid) between "
                 "two checkpoints (`grokscope landscape RUN --connect A B`). The barrier is the largest excess over "
                 "the straight interpolation of the end losses.", when=L.has_connections),
+        Section("circuit_walks", "Circuit directions", L.circuit_walks,
+                "Seed 002's sloped canyons (`grokscope landscape RUN --circuits A B`): a walk from the checkpoint along "
+                "B's stiffest Hessian direction with A's stiffest directions projected out, so B's loss rises while "
+                "A's stays. Dashed: the straight walk; solid: each point relaxed in the directions orthogonal to the "
+                "walk. A sloped canyon: the relaxed points are orthogonal minima, the relaxed loss still rises, and "
+                "B's loss rose more than A's (the rule is in docs/landscape.md).", when=L.has_circuit_walks),
     ],
     "fourier": [
         Section("progress", "Progress measures", F.progress_measures,

@@ -55,9 +55,15 @@ class FlatLoss:
         parts = torch.split(x, self.sizes)
         return {n: p.reshape(s) for n, p, s in zip(self.names, parts, self.shapes)}
 
+    def stacked(self, X: Tensor) -> dict[str, Tensor]:
+        """Points X [m, dim] as the stacked parameters {name: [m, *shape]} the loss takes."""
+        m = X.shape[0]
+        parts = torch.split(X, self.sizes, dim=1)
+        chosen = {n: p.reshape(m, *s) for n, p, s in zip(self.names, parts, self.shapes)}
+        return {**{k: v.expand(m, *v.shape[1:]) for k, v in self.fixed.items()}, **chosen}
+
     def value(self, x: Tensor) -> Tensor:
-        chosen = {k: v.unsqueeze(0) for k, v in self.unflat(x).items()}
-        return self.loss_fn({**self.fixed, **chosen}).sum()
+        return self.loss_fn(self.stacked(x[None])).sum()
 
     def hvp(self, v: Tensor) -> Tensor:
         """H v at x0, forward-over-reverse; v in any float dtype, the result in float64."""

@@ -4,6 +4,7 @@
     grokscope.landscape(run, checkpoints=40, k=5)             # -> DataFrame; RUN/landscape/hessian-train.parquet
     grokscope.landscape(run, connect=(1500, 12000))          # -> Connection; connect-train-1500-12000.json
     grokscope.landscape(run, slice="pca")                    # -> dict; slice-pca-train.parquet (+ -trajectory)
+    grokscope.landscape(run, circuits=("k14", "k35"))         # -> CircuitWalk; circuits-k14-k35-train.json + .parquet
     grokscope.llc(run, chains=4)                              # -> LLCEstimate; llc-train-step<S>.json + its trace
     grokscope.llc(run, checkpoints=40)                        # -> DataFrame; RUN/landscape/llc-train.parquet
     grokscope.llc(run, calibrate=True)                        # -> DataFrame; RUN/landscape/llc-calibration.parquet
@@ -18,6 +19,7 @@ from typing import Any, Callable, Sequence
 
 import pandas as pd
 
+from grokscope.analysis.landscape.circuits import CircuitWalk, circuit_walk
 from grokscope.analysis.landscape.connectivity import Connection, connect_runs
 from grokscope.analysis.landscape.hessian import Curvature, hessian, hessian_over_checkpoints
 from grokscope.analysis.landscape.slices import run_slice
@@ -43,17 +45,30 @@ def landscape(run: Any, step: int | None = None, split: str = "train", params: S
               trace_samples: int = 0, density_vectors: int = 0, checkpoints: int | None = None, seed: int = 0,
               device: str = "cpu", out: str | Path | None = None, progress: Callable[[int, int], None] | None = None,
               connect: tuple[int, int] | None = None, other: Any = None, bezier: bool = True,
-              curve_steps: int = 200, slice: str | None = None, grid: int = 21,
-              span: float = 1.0) -> Curvature | pd.DataFrame | Connection | dict:
+              curve_steps: int = 200, slice: str | None = None, grid: int | None = None, span: float | None = None,
+              circuits: Sequence[str] | None = None, k_a: int = 10,
+              relax_steps: int = 50) -> Curvature | pd.DataFrame | Connection | dict | CircuitWalk:
     """The Hessian at one checkpoint (`hessian`), or its top-k over `checkpoints` evenly spaced ones,
     or (connect=(step_a, step_b)) the loss barrier between two checkpoints, of this run or of `other`
     at step_b: the linear path and, with bezier, a trained Bezier curve of `curve_steps` Adam steps,
     or (slice="1d" | "2d" | "pca") a slice of the loss surface (`slices.run_slice`; pca uses
-    `checkpoints` checkpoints, default 40)."""
+    `checkpoints` checkpoints, default 40; grid default 21, span default 1), or (circuits=(A, B), () for the run's
+    two main circuits) the walk that keeps circuit A and ablates B (`circuits.circuit_walk`: `grid`
+    (default 11) points over [-span, span], span default from B's curvature, `split` the circuits' examples)."""
     _check_checkpoints(checkpoints)
     r, folder = _folder(run, out)
+    if circuits is not None:
+        if len(circuits) not in (0, 2):
+            raise ConfigError("circuits", f"name two circuits, A to keep and B to ablate, or none for the run's two "
+                                          f"main ones (got {list(circuits)})")
+        w = circuit_walk(r, *(circuits or (None, None)), step=step, split=split, params=params, k_a=k_a, span=span,
+                         points=grid or 11, relax_steps=relax_steps, seed=seed, device=device, progress=progress)
+        stem = f"circuits-{w.a}-{w.b}-{split}"
+        atomic_write_parquet(folder / f"{stem}.parquet", w.walk)
+        atomic_write_json(folder / f"{stem}.json", w.to_dict())
+        return w
     if slice is not None:
-        res = run_slice(r, slice, step, split, grid=grid, span=span, checkpoints=checkpoints or 40, seed=seed, device=device)
+        res = run_slice(r, slice, step, split, grid=grid or 21, span=1.0 if span is None else span, checkpoints=checkpoints or 40, seed=seed, device=device)
         atomic_write_parquet(folder / f"slice-{slice}-{split}.parquet", res["surface"])
         if "trajectory" in res:
             atomic_write_parquet(folder / f"slice-{slice}-{split}-trajectory.parquet", res["trajectory"])
