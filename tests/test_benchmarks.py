@@ -78,3 +78,15 @@ def test_landscape_speed_runs(tmp_path):
     out = run("landscape_speed.py", str(path), "--k", "2", "--chains", "2", "--curve-steps", "2")
     assert "machine: " in out and "one full-split gradient" in out and "top-2 eigenvalues" in out
     assert "LLC, 2 chains" in out and "connect (line + Bezier)" in out and "gradients" in out
+
+
+def test_llc_devinterp_names_its_optional_install():
+    """devinterp is never a dependency: without it the cross-check says how to install it."""
+    import importlib.util
+
+    import pytest
+
+    if importlib.util.find_spec("devinterp") is not None:
+        pytest.skip("devinterp is installed here; benchmarks/llc_devinterp.py runs for real")
+    done = subprocess.run([sys.executable, str(BENCH / "llc_devinterp.py")], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "pip install --no-deps devinterp==1.3.2" in done.stderr

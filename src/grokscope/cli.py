@@ -469,7 +469,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "sloped canyon")
     p.add_argument("--k-a", type=int, default=10, help="with --circuits: A's top eigenvectors projected out (default 10)")
     p.add_argument("--relax-steps", type=int, default=50,
-                   help="with --circuits: Adam steps relaxing each walk point orthogonally (default 50)")
+                   help="with --circuits: line-searched gradient steps relaxing each walk point orthogonally (default 50)")
     p.add_argument("--grid", type=int, help="with --slice: points per axis (default 21); with --circuits: points along "
                    "the walk (default 11)")
     p.add_argument("--span", type=float, help="with --slice: the range, in direction units (pca: x the trajectory's; "

@@ -107,3 +107,17 @@ def test_the_pca_slice_puts_the_trajectory_on_the_surface(tiny_run, capsys):
     assert tr.iloc[-1]["loss"] == pytest.approx(float(run.metrics.iloc[-1]["train_loss"]), rel=1e-5)
     assert len(pd.read_parquet(tiny_run / "landscape" / "slice-pca-train.parquet")) == 25
     assert main(["landscape", str(tiny_run), "--slice", "pca", "--grid", "1"]) == 2
+
+
+def test_the_report_shows_train_test_and_3d_surfaces(tmp_path):
+    from grokscope.report import write_report
+
+    cfg = grokscope.get_preset("tiny").replace(**{"train.epochs": 40, "train.progress": False})
+    run = grokscope.train(cfg, tmp_path / "run")
+    grokscope.landscape(run, slice="pca", grid=3)
+    html = write_report(run).read_text()
+    assert 'id="loss_surface"' in html and 'id="loss_surface_3d"' in html and 'id="loss_surface_test"' not in html
+    res = grokscope.landscape(run, slice="pca", grid=3, split="test")
+    assert res["settings"]["split"] == "test"
+    html = write_report(run).read_text()
+    assert 'id="loss_surface_test"' in html and "Test loss in the plane" in html

@@ -106,42 +106,86 @@ def connections(src: Any) -> go.Figure:
     return _layout(fig, "Mode connectivity: the loss between two checkpoints")
 
 
+def _surface_kind(src: Any, split: str) -> str | None:
+    return next((k for k in ("pca", "2d", "1d") if (_folder(src) / f"slice-{k}-{split}.parquet").is_file()), None)
+
+
 def has_surface(data: Any) -> bool:
-    return any((_folder(data) / f"slice-{k}-train.parquet").is_file() for k in ("pca", "2d", "1d"))
+    return _surface_kind(data, "train") is not None
 
 
-def loss_surface(src: Any) -> go.Figure:
-    """The train loss surface `--slice` measured: the PCA plane with the trajectory drawn on it
-    (preferred), else the 2D or 1D slice along random filter-normalised directions."""
-    folder = _folder(src)
-    kind = next((k for k in ("pca", "2d", "1d") if (folder / f"slice-{k}-train.parquet").is_file()), None)
+def has_test_surface(data: Any) -> bool:
+    return _surface_kind(data, "test") is not None
+
+
+def has_surface_3d(data: Any) -> bool:
+    return _surface_kind(data, "train") in ("pca", "2d")
+
+
+def _plane(src: Any, split: str) -> tuple[str, pd.DataFrame, np.ndarray, np.ndarray, np.ndarray, pd.DataFrame | None]:
+    """kind, the slice table, its axes, log10 loss on the grid, and the trajectory (pca only)."""
+    folder, kind = _folder(src), _surface_kind(src, split)
     if kind is None:
-        raise MissingData("no slice-*.parquet: run `grokscope landscape RUN --slice pca` first")
-    df = pd.read_parquet(folder / f"slice-{kind}-train.parquet")
+        raise MissingData(f"no slice-*-{split}.parquet: run `grokscope landscape RUN --slice pca --split {split}` first")
+    df = pd.read_parquet(folder / f"slice-{kind}-{split}.parquet")
     if kind == "1d":
-        fig = go.Figure(go.Scatter(x=df["alpha"], y=_f32(df["loss"]), mode="lines+markers", line=dict(color=TRAIN)))
-        fig.update_yaxes(type="log", title="train loss")
-        fig.update_xaxes(title="alpha (filter-normalised direction)")
-        return _layout(fig, "Train loss along a random filter-normalised direction")
+        return kind, df, df["alpha"].to_numpy(), np.zeros(0), np.zeros(0), None
     a, b = np.sort(df["alpha"].unique()), np.sort(df["beta"].unique())
     z = df.pivot(index="beta", columns="alpha", values="loss").reindex(index=b, columns=a).to_numpy()
-    fig = go.Figure(go.Contour(x=a, y=b, z=_f32(np.log10(np.maximum(z, 1e-12))), colorscale="Viridis", ncontours=25,
+    track_file = folder / f"slice-pca-{split}-trajectory.parquet"
+    track = pd.read_parquet(track_file).sort_values("step") if kind == "pca" and track_file.is_file() else None
+    return kind, df, a, b, np.log10(np.maximum(z, 1e-12)), track
+
+
+def loss_surface(src: Any, split: str = "train") -> go.Figure:
+    """The loss surface `--slice` measured: the PCA plane with the trajectory drawn on it
+    (preferred), else the 2D or 1D slice along random filter-normalised directions."""
+    kind, df, a, b, z, track = _plane(src, split)
+    if kind == "1d":
+        fig = go.Figure(go.Scatter(x=df["alpha"], y=_f32(df["loss"]), mode="lines+markers",
+                                   line=dict(color=TRAIN if split == "train" else TEST)))
+        fig.update_yaxes(type="log", title=f"{split} loss")
+        fig.update_xaxes(title="alpha (filter-normalised direction)")
+        return _layout(fig, f"{split.capitalize()} loss along a random filter-normalised direction")
+    fig = go.Figure(go.Contour(x=a, y=b, z=_f32(z), colorscale="Viridis", ncontours=25,
                                colorbar=dict(title="log10 loss"), hovertemplate="(%{x:.3g}, %{y:.3g}): 10^%{z:.2f}<extra></extra>"))
-    title = "Train loss on two random filter-normalised directions"
-    track_file = folder / "slice-pca-train-trajectory.parquet"
-    if kind == "pca" and track_file.is_file():
-        tr = pd.read_parquet(track_file).sort_values("step")
-        fig.add_trace(go.Scatter(x=tr["alpha"], y=tr["beta"], mode="lines+markers", name="training trajectory",
-                                 marker=dict(color=tr["step"], colorscale="Reds", size=7, line=dict(color="white", width=1)),
-                                 line=dict(color="white", width=2), text=[f"step {s}" for s in tr["step"]],
+    title = f"{split.capitalize()} loss on two random filter-normalised directions"
+    if track is not None:
+        fig.add_trace(go.Scatter(x=track["alpha"], y=track["beta"], mode="lines+markers", name="training trajectory",
+                                 marker=dict(color=track["step"], colorscale="Reds", size=7, line=dict(color="white", width=1)),
+                                 line=dict(color="white", width=2), text=[f"step {s}" for s in track["step"]],
                                  hovertemplate="%{text}<extra></extra>"))
-        info = json.loads((folder / "slice-pca-train.json").read_text()) if (folder / "slice-pca-train.json").is_file() else {}
-        expl = info.get("explained")
-        title = ("Train loss in the plane of the trajectory's top two principal components"
+        info_file = _folder(src) / f"slice-pca-{split}.json"
+        expl = json.loads(info_file.read_text()).get("explained") if info_file.is_file() else None
+        title = (f"{split.capitalize()} loss in the plane of the trajectory's top two principal components"
                  + (f" ({expl:.0%} of its spread)" if expl is not None else ""))
         fig.update_xaxes(title="PC 1")
         fig.update_yaxes(title="PC 2")
     return _layout(fig, title, height=520)
+
+
+def loss_surface_test(src: Any) -> go.Figure:
+    return loss_surface(src, "test")
+
+
+def loss_surface_3d(src: Any) -> go.Figure:
+    """The train surface of `loss_surface` in 3D (log10 loss as height), the trajectory on it."""
+    kind, df, a, b, z, track = _plane(src, "train")
+    if kind == "1d":
+        raise MissingData("a 1d slice has no 3D view: run `grokscope landscape RUN --slice pca` first")
+    fig = go.Figure(go.Surface(x=a, y=b, z=_f32(z), colorscale="Viridis", colorbar=dict(title="log10 loss"), opacity=0.9))
+    if track is not None:
+        # the trajectory's height: the surface's at the nearest grid point, a little above it to stay visible
+        ia = np.abs(a[None, :] - track["alpha"].to_numpy()[:, None]).argmin(1)
+        ib = np.abs(b[None, :] - track["beta"].to_numpy()[:, None]).argmin(1)
+        h = z[ib, ia]
+        fig.add_trace(go.Scatter3d(x=track["alpha"], y=track["beta"], z=_f32(h + 0.05), mode="lines+markers",
+                                   name="training trajectory", marker=dict(size=3, color=track["step"], colorscale="Reds"),
+                                   line=dict(color="red", width=4), text=[f"step {s}" for s in track["step"]],
+                                   hovertemplate="%{text}<extra></extra>"))
+    fig.update_layout(scene=dict(xaxis_title="PC 1" if kind == "pca" else "alpha", yaxis_title="PC 2" if kind == "pca" else "beta",
+                                 zaxis_title="log10 train loss"))
+    return _layout(fig, "The train loss surface in 3D", height=560)
 
 
 def has_circuit_walks(data: Any) -> bool:

@@ -77,6 +77,13 @@ RUN_SECTIONS: dict[str, list[Section]] = {
                 "The train loss (log10, colour) on a plane through the final checkpoint: the plane of the training "
                 "trajectory's first two principal components, with the trajectory drawn on it (`grokscope landscape "
                 "RUN --slice pca`), or two random filter-normalised directions (`--slice 2d`).", when=L.has_surface),
+        Section("loss_surface_3d", "The loss surface in 3D", L.loss_surface_3d,
+                "The same train surface with log10 loss as height (drag to turn it), the trajectory drawn at the "
+                "height of the nearest grid point.", when=L.has_surface_3d),
+        Section("loss_surface_test", "The test loss surface", L.loss_surface_test,
+                "The test loss on the same kind of plane (`grokscope landscape RUN --slice pca --split test`): where "
+                "the train surface is flat, the test surface shows which of its points generalise.",
+                when=L.has_test_surface),
         Section("connections", "Mode connectivity", L.connections,
                 "The train loss along the straight line (dashed) and along a trained Bezier curve (solid) between "
                 "two checkpoints (`grokscope landscape RUN --connect A B`). The barrier is the largest excess over "
@@ -85,7 +92,8 @@ RUN_SECTIONS: dict[str, list[Section]] = {
                 "Seed 002's sloped canyons (`grokscope landscape RUN --circuits A B`): a walk from the checkpoint along "
                 "B's stiffest Hessian direction with A's stiffest directions projected out, so B's loss rises while "
                 "A's stays. Dashed: the straight walk; solid: each point relaxed in the directions orthogonal to the "
-                "walk. A sloped canyon: the relaxed points are orthogonal minima, the relaxed loss still rises, and "
+                "walk. A sloped canyon: the walk is a minimum across (no negative curvature orthogonal to it), the "
+                "relaxed loss still rises, and "
                 "B's loss rose more than A's (the rule is in docs/landscape.md).", when=L.has_circuit_walks),
     ],
     "fourier": [

@@ -19,9 +19,12 @@ is w(t) = w* + t d for t in [-span, span]; span defaults to sqrt(2 ln V / d'H_B 
 quadratic model of B's loss has risen by ln V (a uniform guess over V classes).
 
 The canyon test. At every walk point the joint loss (the run's training loss) is relaxed in the
-directions orthogonal to d: `relax_steps` Adam steps whose updates are projected off d, all points
-at once as members. At `check_points` of the relaxed points the lowest eigenvalue of the orthogonal
-Hessian P H P (P = I - d d') comes from Lanczos. The rule, fixed before any run was measured:
+directions orthogonal to d: `relax_steps` steps of gradient descent on the projected gradient, with
+a backtracking line search per point (`relax_orthogonally`), all points at once as members. At
+`check_points` of the walk points the lowest eigenvalue of the orthogonal Hessian P H P (P = I - d d')
+comes from Lanczos: is the walk itself a minimum across, to second order? (At the relaxed points the
+check would say little: relaxing goes to a minimum wherever it can.) The rule, fixed before the
+experiments in docs/landscape.md were run:
 
 - orthogonal minimum at t: lambda_min(P H P) >= -tol * lambda_1(H(w*)) (tol = 0.01);
 - sloped: the relaxed joint loss rises monotonically away from t = 0 on both sides, and at both ends
@@ -190,12 +193,37 @@ def _orthogonal_lambda_min(f: FlatLoss, x: Tensor, d: Tensor, steps: int, seed: 
     return -float(eig[0])
 
 
+def relax_orthogonally(f: FlatLoss, X: Tensor, d: Tensor, steps: int, first_step: float,
+                       progress: Callable[[int, int], None] | None = None) -> Tensor:
+    """Points X [m, dim] moved downhill on f orthogonally to d: gradient descent on the projected
+    gradient with a backtracking line search per point (Armijo: accept a step that lowers f by half
+    its first-order prediction, then try twice as long; else halve it). A point at an orthogonal
+    minimum has no projected gradient and stays put, unlike under Adam, whose normalised steps
+    wander along flat directions."""
+    Y = X.detach().clone()
+    lr = torch.full((len(Y),), float(first_step), dtype=Y.dtype, device=Y.device)
+    for i in range(steps):
+        Yg = Y.clone().requires_grad_(True)
+        loss = f.loss_fn(f.stacked(Yg))
+        (g,) = torch.autograd.grad(loss.sum(), Yg)
+        with torch.no_grad():
+            g -= (g @ d)[:, None] * d
+            cand = Y - lr[:, None] * g
+            new = f.loss_fn(f.stacked(cand))
+            ok = torch.isfinite(new) & (new <= loss - 0.5 * lr * g.pow(2).sum(1))
+            Y = torch.where(ok[:, None], cand, Y)
+            lr = torch.where(ok, lr * 2, lr / 2)
+        if progress:
+            progress(i + 1, steps)
+    return Y
+
+
 def walk(joint: FlatLoss, measures: dict[str, StackedFn], d: Tensor, ts: np.ndarray, relax_steps: int = 100,
-         relax_lr: float = 1e-3, check_points: int = 5, lanczos_steps: int = 20, seed: int = 0, device: str = "cpu",
+         first_step: float = 1.0, check_points: int = 5, lanczos_steps: int = 20, seed: int = 0, device: str = "cpu",
          chunk: int = 8, progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
     """One row per t: every measure (name -> stacked fn of {name: [m, ...]}) at w* + t d and at that
     point relaxed orthogonally to d (columns `<name>` and `relaxed_<name>`), the joint loss at both,
-    the orthogonal distance relaxing moved, and lambda_min(P H P) at `check_points` relaxed points."""
+    the orthogonal distance relaxing moved, and lambda_min(P H P) at `check_points` walk points."""
     d = d.to(joint.x0.dtype)
     ts_t = torch.as_tensor(ts, dtype=joint.x0.dtype, device=joint.x0.device)
     X = joint.x0 + ts_t[:, None] * d  # [T, dim]
@@ -210,26 +238,13 @@ def walk(joint: FlatLoss, measures: dict[str, StackedFn], d: Tensor, ts: np.ndar
                     out[name].append(fn(p))
         return {k: torch.cat(v).double().cpu().numpy() for k, v in out.items()}
 
-    Y = X.clone().requires_grad_(True)
-    opt = torch.optim.Adam([Y], lr=relax_lr)
-    for i in range(relax_steps):
-        opt.zero_grad()
-        joint.loss_fn(joint.stacked(Y)).sum().backward()
-        Y.grad -= (Y.grad @ d)[:, None] * d  # only orthogonal moves...
-        before = Y.detach().clone()
-        opt.step()
-        with torch.no_grad():  # ...also after Adam's per-coordinate scaling
-            step = Y - before
-            Y -= (step @ d)[:, None] * d
-        if progress:
-            progress(i + 1, relax_steps)
-    Y = Y.detach()
+    Y = relax_orthogonally(joint, X, d, relax_steps, first_step, progress)
     straight, relaxed = evaluate(X), evaluate(Y)
     df = pd.DataFrame({"t": ts, **straight, **{f"relaxed_{k}": v for k, v in relaxed.items()},
                        "moved": (Y - X).norm(dim=1).double().cpu().numpy()})
     lam = np.full(len(ts), np.nan)
     for i in np.unique(np.linspace(0, len(ts) - 1, min(check_points, len(ts))).round().astype(int)):
-        lam[i] = _orthogonal_lambda_min(joint, Y[i], d, lanczos_steps, seed + 2 + int(i), device)
+        lam[i] = _orthogonal_lambda_min(joint, X[i], d, lanczos_steps, seed + 2 + int(i), device)
     df["lambda_min_orthogonal"] = lam
     return df
 
@@ -249,14 +264,14 @@ def canyon_verdict(df: pd.DataFrame, a: str, b: str, lambda_1: float) -> dict:
     return {"orthogonal_minimum": minimum, "sloped": monotone and keeps, "circuit_kept": kept,
             "sloped_canyon": minimum and monotone and keeps and kept, "lambda_1": lambda_1, "tol": TOL,
             "keep_rise": KEEP_RISE, "worst_lambda_min": float(lam.min()) if len(lam) else None,
-            "rule": "orthogonal minimum: lambda_min(P H P) >= -tol |lambda_1| at every checked relaxed point; sloped: "
+            "rule": "orthogonal minimum: lambda_min(P H P) >= -tol |lambda_1| at every checked walk point; sloped: "
                     "the relaxed joint loss rises monotonically from t = 0 and keeps >= keep_rise of the straight "
                     "walk's rise at both ends; circuit kept: B's relaxed loss rose more than A's at both ends"}
 
 
 def circuit_walk(run: Any, a: str | None = None, b: str | None = None, step: int | None = None, split: str = "train",
                  params: Sequence[str] | None = None, k_a: int = 10, span: float | None = None, points: int = 11,
-                 relax_steps: int = 50, relax_lr: float = 1e-3, check_points: int = 5, joint_k: int = 10,
+                 relax_steps: int = 50, check_points: int = 5, joint_k: int = 10,
                  lanczos_steps: int | None = None, seed: int = 0, device: str = "cpu",
                  progress: Callable[[int, int], None] | None = None) -> CircuitWalk:
     """Circuit A kept, circuit B ablated: the direction, the walk and the canyon verdict (module
@@ -296,7 +311,7 @@ def circuit_walk(run: Any, a: str | None = None, b: str | None = None, step: int
     measures["acc_joint"] = run.accuracy_fn("train", device)
     measures["test_loss"], measures["test_acc"] = run.loss_fn("test", device), run.accuracy_fn("test", device)
     ts = np.linspace(-span, span, points)
-    df = walk(joint, measures, d, ts, relax_steps, relax_lr, check_points, lanczos_steps or 20, seed, device,
+    df = walk(joint, measures, d, ts, relax_steps, 1 / max(float(eig_j[0]), 1e-12), check_points, lanczos_steps or 20, seed, device,
               progress=progress)
     verdict = canyon_verdict(df, ca.name, cb.name, float(eig_j[0]))
     return CircuitWalk(ca.name, cb.name, step, split, names, joint.dim, info, df, verdict, time.perf_counter() - t0,
