@@ -32,6 +32,13 @@ def browser():
         b.close()
 
 
+def _renderer_notice(text: str) -> bool:
+    """Chromium's performance hints about its own software WebGL (the 3D loss surface draws with
+    WebGL), not complaints about the page."""
+    return (text.startswith("[.WebGL-") and "GL Driver Message" in text and "Performance" in text) or \
+        text.startswith("Canvas2D: Multiple readback operations using getImageData")
+
+
 class Visit:
     """One report opened offline, with everything the page tried or complained about."""
 
@@ -40,7 +47,8 @@ class Visit:
         self.errors: list[str] = []
         self.requests: list[str] = []
         self.dialogs: list[str] = []
-        self.page.on("console", lambda m: self.errors.append(m.text) if m.type in ("error", "warning") else None)
+        self.page.on("console", lambda m: self.errors.append(m.text) if m.type in ("error", "warning")
+                     and not _renderer_notice(m.text) else None)
         self.page.on("pageerror", lambda e: self.errors.append(str(e)))
         self.page.on("dialog", lambda d: (self.dialogs.append(d.message), d.dismiss()))
         self.page.route("**/*", self._route)
@@ -58,7 +66,7 @@ class Visit:
     def plots(self) -> list[dict]:
         return self.page.evaluate("""Array.from(document.querySelectorAll('.plot')).map(d => ({
             id: d.id, svg: d.querySelectorAll('svg.main-svg').length,
-            marks: d.querySelectorAll('.trace, .hm, image, path.point, .bars').length,
+            marks: d.querySelectorAll('.trace, .hm, image, path.point, .bars, .gl-container canvas').length,
             frames: (d._transitionData && d._transitionData._frames || []).length}))""")
 
 
