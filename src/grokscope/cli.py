@@ -203,7 +203,7 @@ def cmd_formation(args: argparse.Namespace) -> int:
 
 
 def cmd_landscape(args: argparse.Namespace) -> int:
-    from grokscope.analysis.landscape.verbs import landscape
+    from grokscope.analysis.landscape.verbs import connect_file, landscape
 
     unit, desc = ("step", "relax") if args.circuits is not None else ("ckpt", "hessian")
     with progress_bar(None, unit=unit, desc=desc) as bar, _flags_named():
@@ -231,7 +231,7 @@ def cmd_landscape(args: argparse.Namespace) -> int:
               f"{res.linear_barrier:.4g}" + ("" if res.bezier_barrier is None else
                                             f"; trained Bezier curve ({args.curve_steps} steps) barrier {res.bezier_barrier:.4g}"))
         _print_frame(res.path)
-        print(f"{res.seconds:.1f} s; written to {folder / f'connect-{args.split}-{a}-{b}.json'}")
+        print(f"{res.seconds:.1f} s; written to {folder / connect_file(res)}")
         return 0
     if args.checkpoints is not None:
         _print_frame(res)

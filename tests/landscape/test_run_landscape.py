@@ -24,7 +24,8 @@ def test_rows_pick_each_members_examples(tiny_run):
     assert torch.allclose(f(p, every), f(p), rtol=1e-10)
     first = f(p, torch.stack([torch.arange(5), torch.arange(5)]))
     alone = f({k: v[:1] for k, v in p.items()}, torch.arange(5)[None])
-    assert first[0] == pytest.approx(float(alone[0]), rel=1e-10) and not torch.allclose(first, f(p))
+    # float32 forwards of one member and of two round differently on some CPUs (AMD EPYC: 1.5e-7)
+    assert first[0] == pytest.approx(float(alone[0]), rel=1e-5) and not torch.allclose(first, f(p), rtol=1e-3)
 
 
 def test_the_hessian_of_a_subset_matches_the_explicit_matrix(tiny_run):
@@ -71,8 +72,15 @@ def test_the_report_shows_the_landscape_sections_once_computed(tmp_path):
     con = grokscope.landscape(run, connect=(steps[0], steps[-1]), curve_steps=3)
     assert con.path["linear"].iloc[0] == pytest.approx(con.path["bezier"].iloc[0])
     grokscope.landscape(run, circuits=("1", "2"), grid=3, relax_steps=1, k_a=2)
+    assert 'id="hessian_spectrum"' not in write_report(run).read_text()
+    c = grokscope.landscape(run, k=3, density_vectors=1)
     html = write_report(run).read_text()
-    assert all(f'id="{s}"' in html for s in ("hessian_progress", "llc_progress", "connections", "circuit_walks"))
+    assert all(f'id="{s}"' in html for s in ("hessian_progress", "llc_progress", "connections", "circuit_walks",
+                                            "hessian_spectrum"))
+    from grokscope.report.landscape_figures import hessian_spectrum
+
+    fig = hessian_spectrum(run)  # the density curve, and the top-3 eigenvalues as ticks at their values
+    assert len(fig.data) == 2 and list(fig.data[1].x) == pytest.approx(list(c.eigenvalues))
 
 
 def test_the_circuit_walk_from_the_cli(tiny_run, capsys):
@@ -121,3 +129,21 @@ def test_the_report_shows_train_test_and_3d_surfaces(tmp_path):
     assert res["settings"]["split"] == "test"
     html = write_report(run).read_text()
     assert 'id="loss_surface_test"' in html and "Test loss in the plane" in html
+
+
+def test_connecting_to_other_runs_keeps_one_file_each(tiny_run, tmp_path, capsys):
+    import shutil
+
+    others = [tmp_path / "seed 1", tmp_path / "seed2"]
+    for o in others:
+        shutil.copytree(tiny_run, o)
+    run, step = str(tiny_run), grokscope.load_run(tiny_run).steps[-1]
+    out = tmp_path / "out"
+    for o in others:
+        assert main(["landscape", run, "--connect", str(step), str(step), "--to", str(o), "--no-bezier",
+                     "--out", str(out)]) == 0
+    names = sorted(f.name for f in out.glob("connect-*.json"))
+    assert names == [f"connect-train-{step}-seed2-{step}.json", f"connect-train-{step}-seed_1-{step}.json"]
+    assert f"written to {out / names[0]}" in capsys.readouterr().out
+    doc = json.loads((out / names[0]).read_text())  # the same weights: no barrier at all
+    assert doc["settings"]["run_b"].endswith("seed2") and abs(doc["linear_barrier"]) < 1e-6

@@ -1,6 +1,6 @@
 """Figures of what `grokscope landscape` and `grokscope llc` wrote into RUN/landscape/: the top
-Hessian eigenvalues and the local learning coefficient over training, mode-connectivity paths, loss
-surfaces and circuit-direction walks.
+Hessian eigenvalues and the local learning coefficient over training, the Hessian's spectral density,
+mode-connectivity paths, loss surfaces and circuit-direction walks.
 The report shows each one only when its file exists.
 
     from grokscope.report import landscape_figures
@@ -95,7 +95,8 @@ def connections(src: Any) -> go.Figure:
     for i, f in enumerate(files):
         doc = json.loads(f.read_text())
         s, path, color = doc.get("settings") or {}, doc.get("path") or {}, PALETTE[i % len(PALETTE)]
-        label = f"{s.get('step_a')} → {s.get('step_b')}" + ("" if s.get("run_b") == s.get("run_a") else f" ({s.get('run_b')})")
+        label = (f"{s.get('step_a')} → {s.get('step_b')}" + ("" if s.get("run_b") == s.get("run_a") else f" of {s.get('run_b')}")
+                 + f", {s.get('split', 'train')} loss")
         fig.add_trace(go.Scatter(x=path.get("t"), y=_f32(path.get("linear")), name=f"{label}: line (barrier "
                                  f"{doc['linear_barrier']:.3g})", line=dict(color=color, dash="dash")))
         if "bezier" in path:
@@ -186,6 +187,38 @@ def loss_surface_3d(src: Any) -> go.Figure:
     fig.update_layout(scene=dict(xaxis_title="PC 1" if kind == "pca" else "alpha", yaxis_title="PC 2" if kind == "pca" else "beta",
                                  zaxis_title="log10 train loss"))
     return _layout(fig, "The train loss surface in 3D", height=560)
+
+
+def _density_files(src: Any) -> list[Path]:
+    return [f for f in sorted(_folder(src).glob("hessian-*-step*.json")) if "density" in json.loads(f.read_text())]
+
+
+def has_spectrum(data: Any) -> bool:
+    return bool(_density_files(data))
+
+
+def hessian_spectrum(src: Any) -> go.Figure:
+    """The Hessian's spectral density (stochastic Lanczos quadrature) at every checkpoint that
+    `--density N` measured, with the top-k eigenvalues as ticks: a few large outliers over a bulk
+    near zero is the usual shape, and the bulk's width is the basin's flatness."""
+    files = _density_files(src)
+    if not files:
+        raise MissingData("no hessian-*-step*.json with a density: run `grokscope landscape RUN --density 4` first")
+    docs = sorted((json.loads(f.read_text()) for f in files), key=lambda d: (d["split"], d["step"]))
+    fig = go.Figure()
+    for i, d in enumerate(docs):
+        color, dens = PALETTE[i % len(PALETTE)], d["density"]
+        label = f"step {d['step']} ({d['split']})"
+        y = np.maximum(np.asarray(dens["density"], dtype=float), 1e-12)
+        fig.add_trace(go.Scatter(x=dens["grid"], y=_f32(y), mode="lines", name=label, legendgroup=label,
+                                 line=dict(color=color)))
+        top = np.asarray(d["eigenvalues"], dtype=float)
+        fig.add_trace(go.Scatter(x=top, y=_f32(np.full(len(top), y.max())), mode="markers", name=f"{label}: top-{len(top)}",
+                                 legendgroup=label, showlegend=False, marker=dict(symbol="line-ns-open", size=14, color=color),
+                                 hovertemplate="λ = %{x:.4g}<extra></extra>"))
+    fig.update_yaxes(type="log", title="density", exponentformat="power")
+    fig.update_xaxes(title="Hessian eigenvalue")
+    return _layout(fig, "Hessian spectral density of the loss (ticks: the top eigenvalues)")
 
 
 def has_circuit_walks(data: Any) -> bool:

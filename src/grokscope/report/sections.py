@@ -73,6 +73,11 @@ RUN_SECTIONS: dict[str, list[Section]] = {
                 "measured by `grokscope llc RUN --checkpoints N`: SGLD chains localised at the checkpoint; the band "
                 "is the spread over chains. Compare it with settings from `grokscope llc RUN --calibrate`.",
                 when=L.has_llc_progress),
+        Section("hessian_spectrum", "The Hessian's spectrum", L.hessian_spectrum,
+                "The spectral density of the loss's Hessian at each checkpoint measured by `grokscope landscape RUN "
+                "--density N` (stochastic Lanczos quadrature over N probe vectors, smoothed; docs/landscape.md), "
+                "with the top eigenvalues as ticks. A bulk near zero holds the flat directions; the outliers are "
+                "the few stiff ones.", when=L.has_spectrum),
         Section("loss_surface", "The loss surface", L.loss_surface,
                 "The train loss (log10, colour) on a plane through the final checkpoint: the plane of the training "
                 "trajectory's first two principal components, with the trajectory drawn on it (`grokscope landscape "

@@ -14,6 +14,7 @@ Files are written atomically; `out` names another folder. Formats: docs/landscap
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -34,6 +35,14 @@ def _folder(run: Any, out: str | Path | None) -> tuple[Any, Path]:
     r = as_run(run)
     # refused now if it cannot be a folder; created by the first atomic write, so a measure that fails leaves none
     return r, check_folder(Path(out) if out is not None else Path(r.path) / "landscape")
+
+
+def connect_file(con: Connection) -> str:
+    """`connect-<split>-<A>-<B>.json`, or `connect-<split>-<A>-<RUN2>-<B>.json` towards another run
+    (its folder's name, made safe), so that connecting one run to several others keeps each result."""
+    s = con.settings
+    other = "" if s["run_b"] == s["run_a"] else "-" + re.sub(r"[^A-Za-z0-9._]+", "_", Path(s["run_b"]).name)
+    return f"connect-{s['split']}-{s['step_a']}{other}-{s['step_b']}.json"
 
 
 def _check_checkpoints(checkpoints: int | None) -> None:
@@ -77,7 +86,7 @@ def landscape(run: Any, step: int | None = None, split: str = "train", params: S
     if connect is not None:
         con = connect_runs(r, connect[0], connect[1], other=other, split=split, device=device, bezier=bezier,
                            steps=curve_steps, seed=seed)
-        atomic_write_json(folder / f"connect-{split}-{connect[0]}-{connect[1]}.json", con.to_dict())
+        atomic_write_json(folder / connect_file(con), con.to_dict())
         return con
     if checkpoints is not None:
         df = hessian_over_checkpoints(r, n=checkpoints, k=k, split=split, params=params, trace_samples=trace_samples,
