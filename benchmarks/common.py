@@ -16,6 +16,18 @@ def machine_line() -> str:
     return f"machine: {describe_machine()}"
 
 
+def gradient_seconds(run, step: int, repeats: int = 3) -> float:
+    """Seconds for one full-split gradient of a run's training loss at `step` (after a warm-up): the
+    baseline the analysis benchmarks divide by, so their ratios carry over between machines."""
+    f = run.loss_fn("train")
+    p = {k: v.requires_grad_(True) for k, v in run.stacked_params(step).items()}
+    f(p).sum().backward()  # warm-up
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        f(p).sum().backward()
+    return (time.perf_counter() - t0) / repeats
+
+
 def op_profile(step: Callable[[], None], steps: int, top: int = 12) -> str:
     """Run `step` `steps` times under torch.profiler and return a table of the ops with the most self
     CPU time per step: ms, share of the step's wall time, calls, and the input shapes of the top

@@ -6,7 +6,9 @@ issue and against one full-split gradient of the same loss, measured in the same
 
 Each verb is timed once, as a user runs it: the top-20 Hessian eigenvalues (bar 30 s on the
 canonical model), the Hutchinson trace from 10 probes, the LLC with 4 chains at the verb's defaults
-(bar 20 s), and the linear path plus a trained Bezier curve between the first checkpoint and this one.
+(bar 20 s), the linear path plus a trained Bezier curve between the first checkpoint and this one, a
+2D slice (--grid points a side), and the circuit walk between the run's two main circuits (an
+analysed run; --grid points, its default relaxation).
 """
 
 from __future__ import annotations
@@ -17,9 +19,12 @@ import time
 
 import torch
 
-from common import machine_line
+from common import gradient_seconds, machine_line
 from grokscope.analysis.landscape import estimate_llc, hessian
+from grokscope.analysis.landscape.circuits import circuit_walk
 from grokscope.analysis.landscape.connectivity import connect_runs
+from grokscope.analysis.landscape.slices import run_slice
+from grokscope.config import ConfigError
 from grokscope.run import load_run
 
 BARS = {"top-20 eigenvalues": 30.0, "LLC, 4 chains": 20.0}
@@ -32,20 +37,16 @@ def main() -> int:
     ap.add_argument("--chains", type=int, default=4)
     ap.add_argument("--k", type=int, default=20)
     ap.add_argument("--curve-steps", type=int, default=200)
-    ap.add_argument("--skip", nargs="*", default=[], choices=("hessian", "trace", "llc", "connect"))
+    ap.add_argument("--grid", type=int, default=11, help="points per axis of the 2D slice and of the circuit walk")
+    ap.add_argument("--relax-steps", type=int, default=50, help="the circuit walk's relaxation steps (its default)")
+    ap.add_argument("--skip", nargs="*", default=[], choices=("hessian", "trace", "llc", "connect", "slice", "circuits"))
     args = ap.parse_args()
     run = load_run(args.run)
     step = args.step if args.step is not None else run.steps[-1]
     n_params = sum(v.numel() for v in run.params(step).values())
     print(machine_line())
     print(f"run {args.run}: {run.task.describe()}, {n_params:,} parameters, step {step}, torch threads {torch.get_num_threads()}")
-    f = run.loss_fn("train")
-    p = {k: v.requires_grad_(True) for k, v in run.stacked_params(step).items()}
-    f(p).sum().backward()  # warm-up
-    t0 = time.perf_counter()
-    for _ in range(3):
-        f(p).sum().backward()
-    grad_s = (time.perf_counter() - t0) / 3
+    grad_s = gradient_seconds(run, step)
     print(f"{'one full-split gradient':28s} {grad_s:8.3f} s  (the baseline)")
 
     def report(name: str, seconds: float, extra: str) -> None:
@@ -68,6 +69,19 @@ def main() -> int:
         con = connect_runs(run, run.steps[0], step, steps=args.curve_steps)
         report("connect (line + Bezier)", con.seconds, f"barriers {con.linear_barrier:.4g} / {con.bezier_barrier:.4g}, "
                f"{args.curve_steps} curve steps")
+    if "slice" not in args.skip:
+        t0 = time.perf_counter()
+        res = run_slice(run, "2d", step, grid=args.grid)
+        report(f"2D slice, {args.grid}x{args.grid}", time.perf_counter() - t0,
+               f"loss {res['surface']['loss'].min():.3g} to {res['surface']['loss'].max():.3g}")
+    if "circuits" not in args.skip:
+        try:
+            w = circuit_walk(run, step=step, points=args.grid, relax_steps=args.relax_steps)
+        except ConfigError as err:  # no circuits to name (a run not analysed, or a task without them)
+            print(f"{'circuit walk':28s} skipped: {err}")
+        else:
+            report(f"circuit walk {w.a} / {w.b}", w.seconds, f"{args.grid} points, {args.relax_steps} relaxation steps, "
+                   f"sloped canyon: {w.verdict['sloped_canyon']}")
     return 0
 
 

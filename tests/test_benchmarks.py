@@ -75,9 +75,20 @@ def test_landscape_speed_runs(tmp_path):
 
     cfg = grokscope.get_preset("tiny").replace(**{"train.epochs": 20, "train.progress": False})
     path = grokscope.train(cfg, tmp_path / "run")
-    out = run("landscape_speed.py", str(path), "--k", "2", "--chains", "2", "--curve-steps", "2")
+    out = run("landscape_speed.py", str(path), "--k", "2", "--chains", "2", "--curve-steps", "2", "--grid", "3",
+              "--relax-steps", "1")
     assert "machine: " in out and "one full-split gradient" in out and "top-2 eigenvalues" in out
     assert "LLC, 2 chains" in out and "connect (line + Bezier)" in out and "gradients" in out
+    assert "2D slice, 3x3" in out and "circuit walk" in out
+
+
+def test_saliency_speed_runs(tmp_path):
+    import grokscope
+
+    cfg = grokscope.get_preset("tiny").replace(**{"train.epochs": 20, "train.progress": False})
+    path = grokscope.train(cfg, tmp_path / "run")
+    out = run("saliency_speed.py", str(path), "--checkpoints", "2", "--shapley", "1")
+    assert "machine: " in out and "one full-split gradient" in out and "saliency, 2 checkpoints" in out and "gradients" in out
 
 
 def test_llc_devinterp_names_its_optional_install():

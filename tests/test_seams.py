@@ -135,12 +135,13 @@ def test_toy_task_goes_through_train_analyze_report(toy_registered, tmp_path):
 
     result = grokscope.analyze(path, scale=2.0)
     s = result.summary
-    assert s["analyses"] == ["toy_norm"] and "key_frequencies" not in s  # the Fourier analysis does not apply
+    # the Fourier analysis does not apply; numerics applies to every run
+    assert s["analyses"] == ["numerics", "toy_norm"] and "key_frequencies" not in s
     assert s["toy_final_sq_norm"] > 0 and "unlisted" not in s  # only headline keys reach the run level
     assert json.loads((path / "analysis" / "toy_norm" / "summary.json").read_text())["unlisted"] == 1
     sq = sum(float(t.double().pow(2).sum()) for t in run.params().values())
     assert s["toy_final_sq_norm"] == pytest.approx(2.0 * sq)
-    assert run.analyses == ["toy_norm"] and run.analysis("toy_norm").tensors["last_norm"].item() == pytest.approx(2 * sq)
+    assert sorted(run.analyses) == ["numerics", "toy_norm"] and run.analysis("toy_norm").tensors["last_norm"].item() == pytest.approx(2 * sq)
     assert run.analysis().tables["progress"]["step"].tolist() == run.steps
 
     html = grokscope.report(path).read_text()

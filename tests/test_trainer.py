@@ -10,7 +10,7 @@ import torch
 
 import grokscope
 from grokscope.io import RunDirError
-from grokscope.optim import FlatAdamW, ParamLayout
+from grokscope.optim import ParamLayout
 from grokscope.trainer import schedule
 
 
@@ -43,25 +43,6 @@ def test_rand_task_memorises_but_stays_at_chance(tmp_path):
 def test_schedule():
     s = schedule(1000, 100, True, 2.0)
     assert {0, 1, 2, 4, 8, 16, 32, 64, 100, 500, 1000} <= s and 3 not in s and 150 not in s
-
-
-def test_flat_adamw_matches_torch_adamw():
-    torch.manual_seed(0)
-    params = {"a": torch.randn(3, 4, dtype=torch.float64), "b": torch.randn(5, dtype=torch.float64)}
-    layout = ParamLayout.from_params(params)
-    flat = layout.flatten(params)[None].clone().requires_grad_(True)
-    ref = [p.clone().requires_grad_(True) for p in params.values()]
-    opt_ref = torch.optim.AdamW(ref, lr=1e-2, weight_decay=0.5, betas=(0.9, 0.98), eps=1e-8)
-    opt = FlatAdamW(flat, (0.9, 0.98), 1e-8)
-    for i in range(20):
-        target = torch.sin(torch.arange(17, dtype=torch.float64) + i)
-        loss_ref = ((torch.cat([p.reshape(-1) for p in ref]) - target) ** 2).sum()
-        opt_ref.zero_grad()
-        loss_ref.backward()
-        opt_ref.step()
-        (g,) = torch.autograd.grad(((flat[0] - target) ** 2).sum(), flat)
-        opt.step(flat, g, torch.tensor([[1e-2]], dtype=torch.float64), torch.tensor([[0.5]], dtype=torch.float64))
-    torch.testing.assert_close(flat[0].detach(), torch.cat([p.detach().reshape(-1) for p in ref]), rtol=1e-12, atol=1e-14)
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ The Python API mirrors the CLI verbs:
     grokscope.formation(runs)      -> CoincidenceTest      (grokscope formation)
     grokscope.landscape(run)       -> Curvature            (grokscope landscape)
     grokscope.llc(run)             -> LLCEstimate          (grokscope llc)
+    grokscope.saliency(run)        -> Saliency             (grokscope saliency)
     grokscope.report(paths)        -> report.html path     (grokscope report)
     grokscope.demo(out)            -> run directory        (grokscope demo)
     grokscope.sweep(spec, out)     -> {trial: status}      (grokscope sweep)
@@ -32,7 +33,8 @@ from grokscope.trainer import train, train_ensemble
 _LAZY = {"analyze": ("grokscope.analysis", "analyze"), "report": ("grokscope.report", None),
          "demo": ("grokscope.quickstart", "demo"), "sweep": ("grokscope.sweeps", "run_sweep"),
          "runs": ("grokscope.sweeps", "query_runs"), "formation": ("grokscope.analysis.chunks", "formation_test"),
-         "landscape": ("grokscope.analysis.landscape.verbs", "landscape"), "llc": ("grokscope.analysis.landscape.verbs", "llc")}
+         "landscape": ("grokscope.analysis.landscape.verbs", "landscape"), "llc": ("grokscope.analysis.landscape.verbs", "llc"),
+         "saliency": ("grokscope.analysis.saliency", "saliency")}
 
 
 def __getattr__(name: str) -> Any:
@@ -45,4 +47,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'grokscope' has no attribute {name!r}")
 
 __all__ = ["ConfigError", "RunConfig", "make_config", "get_preset", "Run", "load_run", "Callback", "TrainState",
-           "train", "train_ensemble", "analyze", "formation", "landscape", "llc", "report", "demo", "sweep", "runs", "__version__"]
+           "train", "train_ensemble", "analyze", "formation", "landscape", "llc", "saliency", "report", "demo", "sweep", "runs", "__version__"]

@@ -108,7 +108,9 @@ _FLAGS = {"max_checkpoints": "--max-checkpoints", "key_rule.threshold": "--thres
           "step_a": "--connect", "step_b": "--connect", "steps": "--curve-steps", "slice": "--slice", "grid": "--grid",
           "span": "--span", "chains": "--chains", "draws": "--draws", "burn_in": "--burn-in", "eps": "--eps",
           "gamma": "--gamma", "nbeta": "--nbeta", "calibrate": "--calibrate", "other": "--to", "circuits": "--circuits",
-          "k_a": "--k-a", "points": "--grid", "relax_steps": "--relax-steps"}
+          "k_a": "--k-a", "points": "--grid", "relax_steps": "--relax-steps", "k_heads": "--k-heads",
+          "n_examples": "--examples", "test_examples": "--test-examples", "ig_steps": "--ig-steps",
+          "random_draws": "--random-draws", "shapley": "--shapley", "shapley_examples": "--shapley-examples"}
 
 
 def _as_flag(err: ConfigError) -> ConfigError:
@@ -294,6 +296,23 @@ def cmd_llc(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_saliency(args: argparse.Namespace) -> int:
+    from grokscope.analysis.saliency import saliency
+
+    with progress_bar(None, unit="ckpt", desc="saliency") as bar, _flags_named():
+        res = saliency(args.run, checkpoints=args.checkpoints, k=args.k, k_heads=args.k_heads, n_examples=args.examples,
+                       test_examples=args.test_examples or None, ig_steps=args.ig_steps, random_draws=args.random_draws,
+                       shapley=args.shapley, seed=args.seed, device=args.device, out=args.out, progress=_bar_progress(bar))
+    cols = ["step", "test_acc"] + [c for c in res.progress.columns if c.endswith((".skew", ".topk_test_acc", ".randomk_test_acc"))]
+    _print_frame(res.progress[cols])
+    if res.shapley is not None:
+        top = res.shapley.sort_values("shapley", ascending=False).head(5)
+        print("largest Shapley values at step " + str(int(top["step"].iloc[0])) + ": " +
+              ", ".join(f"{g} {u}: {v:.3g}" for g, u, v in zip(top["group"], top["unit"], top["shapley"])))
+    print(f"{res.seconds:.1f} s; written to {Path(args.out or Path(args.run) / 'saliency')}")
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from grokscope.analysis import stale
     from grokscope.report import write_report
@@ -401,11 +420,11 @@ def cmd_runs(args: argparse.Namespace) -> int:
     return 0
 
 
-def _landscape_tail(p: argparse.ArgumentParser, seed_help: str, func) -> None:
-    """The flags `landscape` and `llc` share after their own."""
+def _landscape_tail(p: argparse.ArgumentParser, seed_help: str, func, folder: str = "RUN/landscape") -> None:
+    """The flags `landscape`, `llc` and `saliency` share after their own."""
     p.add_argument("--seed", type=int, default=0, help=seed_help)
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    p.add_argument("--out", help="folder for the results (default RUN/landscape)")
+    p.add_argument("--out", help=f"folder for the results (default {folder})")
     p.set_defaults(func=func)
 
 
@@ -491,6 +510,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--nbeta", type=float, help="n beta, the inverse temperature times n (default n / log n)")
     p.add_argument("--batch-size", type=int, default=512, help="SGLD minibatch (default 512; 0: the whole split)")
     _landscape_tail(p, "seed of the chains (default 0)", cmd_llc)
+
+    p = sub.add_parser("saliency", help="neuron and head saliency (integrated gradients) over checkpoints, and top-k deletion")
+    p.add_argument("run", metavar="RUN", help="a run directory")
+    p.add_argument("--checkpoints", type=int, default=50, metavar="N", help="N evenly spaced checkpoints (default 50)")
+    p.add_argument("--k", type=int, help="neurons deleted per layer, top-k against random-k (default a tenth of the layer)")
+    p.add_argument("--k-heads", type=int, default=1, help="heads deleted per layer (default 1)")
+    p.add_argument("--examples", type=int, default=256, help="training examples for the integrated gradients (default 256)")
+    p.add_argument("--test-examples", type=int, default=2048, help="test examples for the deletions (default 2048; 0: all)")
+    p.add_argument("--ig-steps", type=int, default=16, help="integration points of the integrated gradients (default 16)")
+    p.add_argument("--random-draws", type=int, default=3, help="random-k deletions averaged (default 3)")
+    p.add_argument("--shapley", type=int, default=0, metavar="P",
+                   help="also the neurons' Shapley values at the last checkpoint, from P sampled orders (default 0: none)")
+    _landscape_tail(p, "seed of the examples and the random deletions (default 0)", cmd_saliency, "RUN/saliency")
 
     p = sub.add_parser("report", help="write RUN/report.html, or a comparison report for several runs")
     p.add_argument("runs", nargs="+", metavar="RUN", help="one run (its report), several (a comparison), or a sweep folder (the sweep report)")

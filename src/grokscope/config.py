@@ -138,12 +138,22 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class OptimConfig:
-    name: Literal["adamw"] = "adamw"
+    """The optimizer (grokscope.optim.FlatOptimizer has the update rules). `name`: adamw (decoupled
+    weight decay), adam (decay added to the gradient, as an L2 penalty) or sgd (`momentum` 0: plain).
+    The decay pulls towards `decay_to` (zero, or the run's initial weights) with an L2 or L1 norm
+    (`decay_norm`); `orthogonal` projects each tensor's gradient off its weights first (⊥AdamW,
+    Prieto et al. 2025)."""
+
+    name: Literal["adamw", "adam", "sgd"] = "adamw"
     lr: float = 1e-3
     weight_decay: float = 1.0  # strong decay is what makes the canonical run grok (Nanda et al. 2023)
     betas: tuple[float, float] = (0.9, 0.98)
     eps: float = 1e-8
     warmup_steps: int = 10  # linear warm-up lr * min(step / warmup_steps, 1), as the reference code
+    momentum: float = 0.0  # sgd only
+    decay_to: Literal["zero", "init"] = "zero"
+    decay_norm: Literal["l2", "l1"] = "l2"
+    orthogonal: bool = False  # ⊥Grad: the gradient orthogonal to the weights, rescaled to its norm
 
     def check(self) -> None:
         if not (self.lr > 0 and math.isfinite(self.lr)):
@@ -156,6 +166,10 @@ class OptimConfig:
             raise ConfigError("optim.eps", f"must be a finite number > 0 (got {self.eps})")
         if self.warmup_steps < 0:
             raise ConfigError("optim.warmup_steps", f"must be >= 0 (got {self.warmup_steps})")
+        if not 0.0 <= self.momentum < 1.0:
+            raise ConfigError("optim.momentum", f"must be in [0, 1) (got {self.momentum})")
+        if self.momentum and self.name != "sgd":
+            raise ConfigError("optim.momentum", f"is for optim.name sgd (got optim.name {self.name}: set its optim.betas)")
 
 
 @dataclass(frozen=True)
@@ -164,6 +178,9 @@ class TrainConfig:
     batch_size: Optional[int] = None  # None = full batch (one step per epoch)
     seed: int = 0  # fixes the initialisation and the minibatch order
     loss_dtype: Literal["float64", "float32"] = "float64"  # float32 CE causes "slingshot" spikes
+    # the training loss: cross-entropy over softmax, or over StableMax (Prieto et al. 2025: s(x) = x + 1
+    # for x >= 0, 1 / (1 - x) below, in place of exp), which cannot round to an exact one-hot
+    loss: Literal["cross_entropy", "stablemax"] = "cross_entropy"
     eval_every: int = 10  # steps between test evaluations (plus log-spaced early steps)
     checkpoint_every: int = 100  # steps between checkpoints (plus log-spaced early steps)
     log_spaced: bool = True  # also evaluate / checkpoint at ~log-spaced early steps
@@ -239,6 +256,29 @@ class GrokfastEMA(InterventionConfig):
     def check(self, key: str) -> None:
         if not 0.0 <= self.alpha < 1.0:
             raise ConfigError(f"{key}.alpha", f"must be in [0, 1) (got {self.alpha})")
+        if not (self.lamb >= 0 and math.isfinite(self.lamb)):
+            raise ConfigError(f"{key}.lamb", f"must be a finite number >= 0 (got {self.lamb})")
+        if self.from_step < 0:
+            raise ConfigError(f"{key}.from_step", f"must be an integer >= 0 (got {self.from_step})")
+
+
+@dataclass(frozen=True)
+class GrokfastMA(InterventionConfig):
+    """Grokfast-MA (Lee et al. 2024): grad <- grad + lamb * (mean of the last `window` gradients).
+
+    The published defaults: window 100, lamb 5. As in the reference implementation the filter waits
+    (`warmup`) until the window is full; the window is saved with the optimizer state.
+    """
+
+    kind: str = "grokfast_ma"
+    window: int = 100
+    lamb: float = 5.0
+    warmup: bool = True
+    from_step: int = 0
+
+    def check(self, key: str) -> None:
+        if not 1 <= self.window <= 10_000:
+            raise ConfigError(f"{key}.window", f"must be an integer in 1..10000 (got {self.window})")
         if not (self.lamb >= 0 and math.isfinite(self.lamb)):
             raise ConfigError(f"{key}.lamb", f"must be a finite number >= 0 (got {self.lamb})")
         if self.from_step < 0:
@@ -327,7 +367,7 @@ MAX_PARAMS = 4 * 10**9  # parameters per model: far beyond grokking scale, well 
 # (grokscope.tasks.register_task, grokscope.models.register_model).
 TASK_CONFIGS: dict[str, type] = {"modular": ModularConfig}
 MODEL_CONFIGS: dict[str, type] = {"transformer": ModelConfig}
-INTERVENTION_CONFIGS: dict[str, type] = {"lr_multiplier": LrMultiplier, "grokfast_ema": GrokfastEMA}
+INTERVENTION_CONFIGS: dict[str, type] = {"lr_multiplier": LrMultiplier, "grokfast_ema": GrokfastEMA, "grokfast_ma": GrokfastMA}
 FAMILIES: dict[str, dict[str, type]] = {"task": TASK_CONFIGS, "model": MODEL_CONFIGS}
 # Each section's default dataclass (the canonical run's).
 SECTIONS: dict[str, type] = {"task": ModularConfig, "model": ModelConfig, "optim": OptimConfig, "train": TrainConfig}

@@ -3,6 +3,7 @@
     interventions:
       - {kind: lr_multiplier, at_step: 3000, factor: 0.1}
       - {kind: grokfast_ema, alpha: 0.98, lamb: 2.0}
+      - {kind: grokfast_ma, window: 100, lamb: 5.0}
 
 Because they are config, they are written to config.json and rebuilt on resume; their state is
 saved with the optimizer state (grokscope.callbacks). `INTERVENTIONS` maps a kind to its callback.
@@ -12,10 +13,11 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+import torch
 from torch import Tensor
 
 from grokscope.callbacks import Callback, TrainState
-from grokscope.config import GrokfastEMA, LrMultiplier
+from grokscope.config import GrokfastEMA, GrokfastMA, LrMultiplier
 
 
 class LrMultiplierCallback(Callback):
@@ -53,8 +55,41 @@ class GrokfastEMACallback(Callback):
         self.ema = state["ema"].clone() if "ema" in state else None
 
 
+class GrokfastMACallback(Callback):
+    """grad <- grad + lamb * mean(the last `window` gradients, this one included) (Lee et al. 2024,
+    Grokfast-MA); with `warmup` only once `window` gradients have been seen."""
+
+    def __init__(self, cfg: GrokfastMA, key: str) -> None:
+        self.cfg = cfg
+        self.state_key = key
+        self.window: Tensor | None = None  # [member, window, n_params], a ring buffer
+        self.seen: Tensor | None = None  # [member] gradients pushed so far (the same for every member)
+
+    def on_gradient(self, state: TrainState, grad: Tensor) -> Tensor | None:
+        if state.step < self.cfg.from_step:
+            return None
+        if self.window is None:
+            self.window = grad.new_zeros(grad.shape[0], self.cfg.window, grad.shape[1])
+            self.seen = torch.zeros(grad.shape[0], dtype=torch.long, device=grad.device)
+        n = int(self.seen[0])
+        self.window[:, n % self.cfg.window] = grad.detach()
+        self.seen += 1
+        full = min(n + 1, self.cfg.window)
+        if self.cfg.warmup and full < self.cfg.window:
+            return None
+        return grad + self.cfg.lamb * self.window[:, :full].mean(1)
+
+    def state_dict(self) -> dict[str, Tensor]:
+        return {} if self.window is None else {"window": self.window, "seen": self.seen}
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        self.window = state["window"].clone() if "window" in state else None
+        self.seen = state["seen"].clone() if "seen" in state else None
+
+
 # kind -> callback class, built as cls(entry, state_key)
-INTERVENTIONS: dict[str, type] = {"lr_multiplier": LrMultiplierCallback, "grokfast_ema": GrokfastEMACallback}
+INTERVENTIONS: dict[str, type] = {"lr_multiplier": LrMultiplierCallback, "grokfast_ema": GrokfastEMACallback,
+                                  "grokfast_ma": GrokfastMACallback}
 
 
 def build_interventions(entries: Sequence[Any]) -> list[Callback]:

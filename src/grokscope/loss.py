@@ -50,6 +50,31 @@ def loss_dtype(name: str) -> torch.dtype:
     return torch.float64 if name == "float64" else torch.float32
 
 
+def stablemax_s(x: Tensor) -> Tensor:
+    """s(x) = x + 1 for x >= 0, 1 / (1 - x) below: StableMax's stand-in for exp (Prieto et al. 2025).
+    It grows linearly, so a large logit gap never rounds the normalised output to an exact one-hot.
+    Each branch is evaluated on clamped inputs, so neither sends an inf or a NaN into the gradient."""
+    return torch.where(x >= 0, x.clamp(min=0) + 1, 1 / (1 - x.clamp(max=0)))
+
+
+def log_probs(x: Tensor, loss: str = "cross_entropy") -> Tensor:
+    """Log-probabilities over the last dimension: log softmax, or log StableMax (`train.loss`)."""
+    if loss == "stablemax":
+        s = stablemax_s(x)
+        return s.log() - s.sum(-1, keepdim=True).log()
+    return x.log_softmax(-1)
+
+
+def masked_loss(logits: Tensor, labels: Tensor, mask: Tensor, dtype: torch.dtype = torch.float64,
+                loss: str = "cross_entropy") -> Tensor:
+    """`masked_cross_entropy`, or with loss="stablemax" the same mean over StableMax (plain autograd)."""
+    if loss != "stablemax":
+        return masked_cross_entropy(logits, labels, mask, dtype)
+    picked = log_probs(logits.to(dtype), loss).gather(-1, labels[..., None])[..., 0]  # [m B]
+    w = mask.to(dtype)
+    return -(picked * w).sum(-1) / w.sum(-1)
+
+
 def masked_cross_entropy(logits: Tensor, labels: Tensor, mask: Tensor, dtype: torch.dtype = torch.float64) -> Tensor:
     """logits [member batch vocab], labels [member batch] (int64), mask [member batch] (bool) -> [member].
 

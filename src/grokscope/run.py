@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from grokscope.config import ConfigError, RunConfig
 from grokscope.engine.generic import GenericEngine
 from grokscope.io import RunDirError
-from grokscope.loss import loss_dtype
+from grokscope.loss import log_probs, loss_dtype
 from grokscope.models import make_model
 from grokscope.runstore import RunStore, StoredAnalysis
 from grokscope.tasks import Split, Task, components_of, task_class
@@ -130,7 +130,8 @@ class Run:
     # -- the loss as a function of the parameters -----------------------------------------------
     def loss_fn(self, split: Split = "train", device: str | torch.device = "cpu",
                 dtype: torch.dtype | None = None, component: str | None = None) -> Callable[..., Tensor]:
-        """`f(params, rows=None) -> loss [member]`: the mean cross-entropy over `split`, for stacked
+        """`f(params, rows=None) -> loss [member]`: the mean cross-entropy (over softmax, or StableMax as
+        the run's train.loss says) over `split`, for stacked
         parameters {name: [member, *shape]}, through the generic engine and plain autograd ops (so
         torch.func transforms such as hvp, jacrev and vmap go through it). `rows` [member, B] (long)
         picks each member's own examples of the split (SGLD minibatches); None is the whole split.
@@ -153,6 +154,7 @@ class Run:
         engine = GenericEngine(self.config.model, self.task, model)
         batch = self.task.batch(split).to(device)
         dtype_loss = loss_dtype(self.config.train.loss_dtype)
+        kind = self.config.train.loss  # cross_entropy over softmax, or over StableMax
         valid = batch.valid()  # [N, n_target]: the targets that count (real rows, a label present)
         if component is not None:
             valid = valid & self._component_mask(batch, component, split)
@@ -170,8 +172,10 @@ class Run:
             ok = ok.flatten(1).to(logits.dtype)
             if accuracy:
                 score = (logits.argmax(-1).flatten(1) == tg.flatten(1)).to(logits.dtype)
+            elif kind == "stablemax":
+                score = -log_probs(logits, kind).gather(-1, tg[..., None]).flatten(1)  # [m, B n_target]
             else:
-                score = F.cross_entropy(logits.flatten(1, 2).transpose(1, 2), tg.flatten(1), reduction="none")  # [m, B n_target]
+                score = F.cross_entropy(logits.flatten(1, 2).transpose(1, 2), tg.flatten(1), reduction="none")
             return (score * ok).sum(-1) / ok.sum(-1).clamp_min(1)
 
         evaluate.n_examples = len(batch)  # type: ignore[attr-defined]

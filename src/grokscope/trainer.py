@@ -37,9 +37,9 @@ from grokscope.engine import select_engine
 from grokscope.interventions import build_interventions
 from grokscope.io import progress_bar
 from grokscope.loggers import MetricsLogger, check_backend
-from grokscope.loss import loss_dtype, masked_cross_entropy
+from grokscope.loss import log_probs, loss_dtype, masked_loss
 from grokscope.models import make_model
-from grokscope.optim import FlatAdamW, ParamLayout, lr_at
+from grokscope.optim import ParamLayout, lr_at, make_optimizer
 from grokscope.runstore import (CorruptFileError, RunStore, check_outs, latest_state, open_for_training, release_all,
                                 write_headers)
 from grokscope.tasks import NO_TARGET, Batch, components_of, is_infinite, make_task
@@ -232,7 +232,7 @@ class Trainer:
             self.layout = ParamLayout.from_params(inits[0])
             flat = torch.stack([self.layout.flatten({k: v.detach() for k, v in p.items()}) for p in inits])
             self.flat = flat.to(self.device).requires_grad_(True)
-            self.opt = FlatAdamW(self.flat, cfg.optim.betas, cfg.optim.eps)
+            self.opt = make_optimizer(cfg.optim, self.flat, self.layout)
             # float64 so the logged lr is the configured number; cast to the parameters' dtype for the update
             self.lr = torch.tensor([c.optim.lr for c in self.cfgs], device=self.device, dtype=torch.float64)[:, None]
             self.wd = torch.tensor([c.optim.weight_decay for c in self.cfgs], device=self.device, dtype=self.flat.dtype)[:, None]
@@ -315,14 +315,15 @@ class Trainer:
         return Batch(pick(self.train.inputs), pick(self.train.targets), pick(self.train.mask), comps)
 
     def _loss(self, logits: Tensor, batch: Batch) -> Tensor:
-        """Per-member mean cross-entropy over every target of the real examples, in loss_dtype: [member].
+        """Per-member mean cross-entropy (train.loss: over softmax or StableMax) over every target of the
+        real examples, in loss_dtype: [member].
 
         logits [member batch n_target vocab]; the target positions fold into the batch dimension, and a
         NO_TARGET label counts nowhere.
         """
         valid = batch.valid().flatten(1, 2)
         labels = batch.targets.flatten(1, 2).clamp_min(0)  # NO_TARGET rows are masked; any class index will do
-        return masked_cross_entropy(logits.flatten(1, 2), labels, valid, self.loss_dtype)
+        return masked_loss(logits.flatten(1, 2), labels, valid, self.loss_dtype, self.cfgs[0].train.loss)
 
     def _gradient(self, params: dict[str, Tensor], batch: Batch) -> tuple[Tensor, Tensor, Tensor]:
         """One forward and backward: (logits, per-member loss, gradient of the flat parameters)."""
@@ -344,7 +345,7 @@ class Trainer:
         m, n_comp = logits.shape[0], len(self.components)
         valid = batch.valid()
         labels = batch.targets.clamp_min(0)
-        ce = -logits.to(self.loss_dtype).log_softmax(-1).gather(-1, labels[..., None])[..., 0]  # [m B T]
+        ce = -log_probs(logits.to(self.loss_dtype), self.cfgs[0].train.loss).gather(-1, labels[..., None])[..., 0]  # [m B T]
         hit = (logits.argmax(-1) == labels).to(self.loss_dtype)
         w = valid.to(self.loss_dtype)
         comp = batch.components.flatten(1)

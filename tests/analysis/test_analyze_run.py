@@ -43,7 +43,7 @@ def test_files_written(run_dir):
     for name in ("summary.json", "progress.parquet", "embed_fourier.parquet", "circles.parquet", "final.safetensors"):
         assert (a / "fourier" / name).is_file(), name
     assert not list(a.glob("**/.*.tmp"))
-    assert summary["analyses"] == ["fourier"]
+    assert summary["analyses"] == ["fourier", "numerics"]
     on_disk = json.loads((a / "summary.json").read_text())  # strict JSON (no NaN)
     assert on_disk == summary
 

@@ -276,3 +276,18 @@ def load_analysis(run_path: str | Path, name: str | None = None) -> StoredAnalys
     if (d / "analysis").is_dir():
         d = d / "analysis"
     return read_analysis_dir(d, name)
+
+
+def over_checkpoints(run: Any, measure: Callable[[Any, int], dict], steps: Sequence[int] | None = None, n: int = 20,
+                     progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
+    """A DataFrame with a row {"step": s, **measure(run, s)} for each of `steps` (default: n evenly
+    spaced checkpoints): the loop every "over all checkpoints" measure outside `analyze` shares
+    (the landscape verbs, saliency)."""
+    run = as_run(run)
+    chosen = list(steps) if steps is not None else subsample_steps(run.steps, n)
+    rows = []
+    for i, s in enumerate(chosen):
+        rows.append({"step": s, **measure(run, s)})
+        if progress:
+            progress(i + 1, len(chosen))
+    return pd.DataFrame(rows)

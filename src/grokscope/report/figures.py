@@ -186,9 +186,45 @@ def _hide_unused(fig: go.Figure, used: int, rows: int, cols: int) -> None:
 
 # --- curves --------------------------------------------------------------------------------------
 
+def lr_events(config: dict) -> list[tuple[int, float]]:
+    """(at_step, factor) of each `lr_multiplier` intervention in a run's config dict."""
+    return [(int(e.get("at_step", 0)), float(e.get("factor", 1.0))) for e in config.get("interventions") or []
+            if e.get("kind") == "lr_multiplier"]
+
+
+def spikes(data: RunData) -> list[dict]:
+    """The loss spikes the numerics analysis found ([] when the run was not analysed)."""
+    a = data.analyses.get("numerics")
+    return list((a.summary or {}).get("spikes") or []) if a is not None else []
+
+
+def mark_events(fig: go.Figure, data: RunData, n_axes: int = 2) -> None:
+    """LR events as dotted vertical lines (an event at step 0 as a note in the legend), and each loss
+    spike's peak as a cross on the train loss (the first axes)."""
+    for at, factor in lr_events(data.config):
+        if at <= 0:
+            fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name=f"lr ×{factor:g} from the start",
+                                     line=dict(color="#9467bd", dash="dot")))
+            continue
+        for a in range(n_axes):
+            suffix = "" if a == 0 else str(a + 1)
+            fig.add_shape(type="line", xref=f"x{suffix}", yref=f"y{suffix} domain", x0=at, x1=at, y0=0, y1=1,
+                          line=dict(color="#9467bd", width=1, dash="dot"))
+        _step_annotation(fig, at, at, y=0.95, text=f"lr ×{factor:g}", xanchor="left", font=dict(size=10, color="#9467bd"))
+    found = spikes(data)
+    m = data.metrics
+    if found and m is not None and "train_loss" in m:
+        loss = m.set_index("step")["train_loss"]
+        peaks = [s["peak"] for s in found if s["peak"] in loss.index]
+        fig.add_trace(go.Scatter(x=peaks, y=_f32(loss.loc[peaks].to_numpy()), mode="markers", name=f"loss spikes ({len(found)})",
+                                 marker=dict(symbol="x", size=10, color="#ff7f0e", line=dict(width=2)),
+                                 hovertemplate="spike at step %{x}<extra></extra>"), row=1, col=1)
+
+
 def loss_curves(src: Any, phases: dict | None = None, grokking_step: int | None = None) -> go.Figure:
-    """Train and test loss (log loss) and accuracy over steps, with the phases shaded and a marker at
-    the grokking step; the step axis ends at the last logged step and toggles between linear and log.
+    """Train and test loss (log loss) and accuracy over steps, with the phases shaded, a marker at
+    the grokking step, the LR events and the loss spikes (`mark_events`); the step axis ends at the
+    last logged step and toggles between linear and log.
 
     src: a run or its metrics DataFrame [step, train_loss, test_loss, train_acc, test_acc].
     phases / grokking_step default to the run's analysis summary when src is a run.
@@ -215,6 +251,8 @@ def loss_curves(src: Any, phases: dict | None = None, grokking_step: int | None 
     _layout(fig, "Loss and accuracy")
     _shade_phases(fig, phases, float(step[0]), n_axes=2)
     _vline(fig, grokking_step, 2, f"grokking (step {grokking_step})" if grokking_step else None)
+    if data is not None:
+        mark_events(fig, data)
     _step_axis(fig, 2, step[0], step[-1])
     return fig
 

@@ -15,6 +15,8 @@ from grokscope.report import formation_figures as M
 from grokscope.report import fourier_figures as F
 from grokscope.report import irrep_figures as I
 from grokscope.report import landscape_figures as L
+from grokscope.report import numerics_figures as N
+from grokscope.report import saliency_figures as S
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,13 @@ COINCIDENCE_INTRO = ("If circuits formed one at a time at a constant rate (a Poi
                      "would come in pairs or triples by chance? Grey: that number in simulations with each run's own "
                      "number of formations spread uniformly between its first and last; red: the number observed. "
                      "`grokscope formation RUN...` prints the same test and writes it as JSON.")
+
+COLLAPSE_INTRO = ("Seed 004's loss spikes come from float32 cross-entropy; Prieto et al. (2025) name the cause softmax "
+                  "collapse: once the correct logit leads by enough, its probability rounds to exactly 1, its loss to 0, "
+                  "and the example stops pulling on it. Each line is the share of training targets collapsed at a "
+                  "checkpoint in float32, in float64 and in the loss the run trained with (StableMax collapses far "
+                  "later); crosses mark loss spikes (a rise above 10x the minimum of the 5 logged values before; "
+                  "grokscope.analysis.numerics). The loss curves mark the spikes and the LR events too.")
 
 
 def _has_components(data: Any) -> bool:
@@ -100,6 +109,18 @@ RUN_SECTIONS: dict[str, list[Section]] = {
                 "walk. A sloped canyon: the walk is a minimum across (no negative curvature orthogonal to it), the "
                 "relaxed loss still rises, and "
                 "B's loss rose more than A's (the rule is in docs/landscape.md).", when=L.has_circuit_walks),
+        Section("saliency_histograms", "Neuron and head saliency over training", S.saliency_histograms,
+                "Seed 003: as circuits form, a few units should carry the task, so the histogram of per-unit saliency "
+                "(the median over training examples of |integrated gradient| of the correct answer's log-probability, "
+                "`grokscope saliency RUN`) grows a long right tail: positive skew. Top: the histogram at each "
+                "checkpoint (colour: the share of units); bottom: its skew.", when=S.has_saliency),
+        Section("deletion", "Deleting the most salient units", S.deletion,
+                "The test accuracy and loss with the top-k salient units of a layer deleted (solid) against k random "
+                "units (dashed, the mean of a few draws) and none (grey). Seed 003 expects the gap to grow as the "
+                "circuits generalise.", when=S.has_saliency),
+    ],
+    "numerics": [
+        Section("softmax_collapse", "Softmax collapse and loss spikes", N.softmax_collapse, COLLAPSE_INTRO),
     ],
     "fourier": [
         Section("progress", "Progress measures", F.progress_measures,
@@ -149,6 +170,7 @@ RUN_SECTIONS: dict[str, list[Section]] = {
 COMPARE_SECTIONS: dict[str, list[Section]] = {
     "run": [Section("compare_curves", "Loss and accuracy", G.compare_curves, CURVES_INTRO)],
     "fourier": [Section("compare_progress", "Progress measures", F.compare_progress, PROGRESS_INTRO)],
+    "numerics": [Section("compare_collapse", "Softmax collapse", N.compare_collapse, COLLAPSE_INTRO)],
     "formation": [
         Section("compare_formation_timeline", "Formation timeline", M.formation_timeline, TIMELINE_INTRO),
         Section("coincidence", "Do circuits form together? The coincidence test", M.coincidence, COINCIDENCE_INTRO),

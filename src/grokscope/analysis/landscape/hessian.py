@@ -24,6 +24,7 @@ from torch import Tensor
 
 from grokscope.analysis.landscape.curvature import (SpectralDensity, effective_dimension, hutchinson_trace, lanczos,
                                                     spectral_density)
+from grokscope.analysis.core import over_checkpoints
 from grokscope.config import ConfigError
 
 
@@ -151,19 +152,3 @@ def hessian_over_checkpoints(run: Any, steps: Sequence[int] | None = None, n: in
 
     return over_checkpoints(run, measure, steps, n, progress)
 
-
-def over_checkpoints(run: Any, measure: Callable[[Any, int], dict], steps: Sequence[int] | None = None, n: int = 20,
-                     progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
-    """A DataFrame with a row {"step": s, **measure(run, s)} for each of `steps` (default: n evenly
-    spaced checkpoints): the loop every "over all checkpoints" landscape measure shares."""
-    from grokscope.analysis import subsample_steps
-    from grokscope.run import as_run
-
-    run = as_run(run)
-    chosen = list(steps) if steps is not None else subsample_steps(run.steps, n)
-    rows = []
-    for i, s in enumerate(chosen):
-        rows.append({"step": s, **measure(run, s)})
-        if progress:
-            progress(i + 1, len(chosen))
-    return pd.DataFrame(rows)

@@ -30,7 +30,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from grokscope.analysis.landscape.hessian import over_checkpoints
+from grokscope.analysis.core import over_checkpoints
 from grokscope.config import ConfigError
 
 BatchLoss = Callable[[dict[str, Tensor], Tensor | None], Tensor]  # (stacked params, rows [C, B] or None) -> [C]

@@ -1,0 +1,122 @@
+"""Issue 18's intervention experiments, each a set of runs that differ from a base config in one way.
+
+    python examples/interventions.py stablemax --out runs/interventions    # (g) StableMax and ⊥AdamW, no weight decay
+    python examples/interventions.py grokfast --out runs/interventions     # (d) Grokfast EMA / MA against the baseline
+    python examples/interventions.py numerics --out runs/interventions     # (b) float32 against float64 cross-entropy
+    python examples/interventions.py lr --out runs/interventions           # (a) lr x5, x10, x50 at step 1000
+    python examples/interventions.py weight_decay --out runs/interventions # (c) weight decay 0.3, 1, 3
+    python examples/interventions.py stablemax --only adamw_wd1 --set train.epochs=100   # one variant, smaller
+
+Every variant is an ordinary run directory OUT/<experiment>/<variant>/, trained (or resumed, when
+the folder already holds the run: re-running the script finishes what a kill interrupted) and
+analysed; then the script prints one row per variant (the first steps at 99% train and test
+accuracy, the loss spikes, the final softmax collapse) and writes OUT/<experiment>/summary.json
+and a comparison report OUT/<experiment>/report.html. The sizes are the issue's; `--set` changes
+every variant (e.g. a shorter budget for a smoke run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import grokscope
+from grokscope.config import apply_overrides, parse_set
+from grokscope.io import atomic_write_json
+from grokscope.report import write_report
+
+
+def _lr(at: int, factor: float) -> dict:
+    return {"interventions": [{"kind": "lr_multiplier", "at_step": at, "factor": factor}]}
+
+
+# experiment -> (what it asks, base preset, base overrides, {variant: overrides})
+EXPERIMENTS: dict[str, tuple[str, str, dict, dict[str, dict]]] = {
+    "stablemax": (
+        "(g) Prieto et al. 2025: StableMax and ⊥AdamW grok without weight decay; x + y mod 113 on 40% of the pairs, "
+        "stopped at 99% test accuracy or 3000 epochs",
+        "nanda2023", {"task.frac_train": 0.4, "train.epochs": 3000, "train.stop_at_test_acc": 0.99},
+        {"adamw_wd1": {},
+         "adamw_wd0": {"optim.weight_decay": 0.0},
+         "stablemax_wd0": {"optim.weight_decay": 0.0, "train.loss": "stablemax"},
+         "orthoadamw_wd0": {"optim.weight_decay": 0.0, "optim.orthogonal": True},
+         "orthoadamw_stablemax_wd0": {"optim.weight_decay": 0.0, "optim.orthogonal": True, "train.loss": "stablemax"}}),
+    "grokfast": (
+        "(d) Lee et al. 2024: Grokfast gradient filters at their published defaults against the canonical run, "
+        "stopped at 99% test accuracy or 12000 epochs",
+        "nanda2023", {"train.epochs": 12000, "train.stop_at_test_acc": 0.99},
+        {"baseline": {},
+         "grokfast_ema": {"interventions": [{"kind": "grokfast_ema", "alpha": 0.98, "lamb": 2.0}]},
+         "grokfast_ma": {"interventions": [{"kind": "grokfast_ma", "window": 100, "lamb": 5.0}]}}),
+    "numerics": (
+        "(b) seed 004: float32 cross-entropy makes loss spikes; the canonical run, 12000 epochs, in each dtype",
+        "nanda2023", {"train.epochs": 12000},
+        {"float64": {"train.loss_dtype": "float64"}, "float32": {"train.loss_dtype": "float32"}}),
+    "lr": (
+        "(a) seed 003: the learning rate multiplied at step 1000, on x + y and x / y mod 113, 12000 epochs",
+        "nanda2023", {"train.epochs": 12000},
+        {f"{op}_{name}": {"task.op": op, **change} for op in ("add", "div")
+         for name, change in (("x1", {}), ("x5", _lr(1000, 5)), ("x10", _lr(1000, 10)), ("x50", _lr(1000, 50)))}),
+    "weight_decay": (
+        "(c) seed 004: smaller weight decay delays grokking; the canonical run at wd 0.3, 1 and 3, 30000 epochs",
+        "nanda2023", {"train.epochs": 30000, "train.stop_at_test_acc": 0.99},
+        {f"wd{wd:g}": {"optim.weight_decay": wd} for wd in (0.3, 1.0, 3.0)}),
+}
+
+
+def first_step(m, column: str, at: float = 0.99) -> int | None:
+    hit = m.loc[m[column] >= at, "step"]
+    return int(hit.iloc[0]) if len(hit) else None
+
+
+def run_variant(cfg, out: Path) -> Path:
+    resume = (out / "config.json").is_file()
+    path = grokscope.train(cfg, out, resume=resume)
+    grokscope.analyze(path)
+    return path
+
+
+def row(name: str, path: Path, seconds: float) -> dict:
+    run = grokscope.load_run(path)
+    m, s = run.metrics, json.loads((path / "analysis" / "summary.json").read_text())
+    return {"variant": name, "steps": int(m["step"].iloc[-1]), "train_acc_99": first_step(m, "train_acc"),
+            "test_acc_99": first_step(m, "test_acc"), "final_test_acc": float(m["test_acc"].iloc[-1]),
+            "loss_spikes": s.get("loss_spikes"), "softmax_collapse_final": s.get("softmax_collapse_final"),
+            "key_frequencies": s.get("key_frequencies"), "seconds": round(seconds, 1)}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("experiment", choices=sorted(EXPERIMENTS))
+    ap.add_argument("--out", default="runs/interventions")
+    ap.add_argument("--only", nargs="*", help="these variants only")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a config override for every variant")
+    args = ap.parse_args()
+    question, preset, base, variants = EXPERIMENTS[args.experiment]
+    unknown = sorted(set(args.only or ()) - set(variants))
+    if unknown:
+        ap.error(f"--only: unknown variants {unknown} (allowed: {', '.join(variants)})")
+    folder = Path(args.out) / args.experiment
+    print(question)
+    rows, paths = [], []
+    for name, change in variants.items():
+        if args.only and name not in args.only:
+            continue
+        cfg = apply_overrides(grokscope.get_preset(preset), {**base, **change, **parse_set(args.set), "name": name,
+                                                             "train.progress": False})
+        t0 = time.perf_counter()
+        paths.append(run_variant(cfg, folder / name))
+        rows.append(row(name, paths[-1], time.perf_counter() - t0))
+        print("  ".join(f"{k} {v}" for k, v in rows[-1].items()), flush=True)
+    atomic_write_json(folder / "summary.json", {"experiment": args.experiment, "question": question, "preset": preset,
+                                                "base": base, "set": args.set, "rows": rows})
+    write_report(paths, out=folder / "report.html")
+    print(f"written: {folder / 'summary.json'}, {folder / 'report.html'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
