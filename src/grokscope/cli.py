@@ -518,7 +518,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--k-heads", type=int, default=1, help="heads deleted per layer (default 1)")
     p.add_argument("--examples", type=int, default=256, help="training examples for the integrated gradients (default 256)")
     p.add_argument("--test-examples", type=int, default=2048, help="test examples for the deletions (default 2048; 0: all)")
-    p.add_argument("--ig-steps", type=int, default=16, help="integration points of the integrated gradients (default 16)")
+    p.add_argument("--ig-steps", type=int, default=64, help="integration points of the integrated gradients (default 64)")
     p.add_argument("--random-draws", type=int, default=3, help="random-k deletions averaged (default 3)")
     p.add_argument("--shapley", type=int, default=0, metavar="P",
                    help="also the neurons' Shapley values at the last checkpoint, from P sampled orders (default 0: none)")

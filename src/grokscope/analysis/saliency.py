@@ -133,7 +133,7 @@ class GatedModel:
         return loss, float(hit.double().mean())
 
 
-def integrated_gradients(gm: GatedModel, group: UnitGroup, steps: int = 16) -> tuple[Tensor, Tensor]:
+def integrated_gradients(gm: GatedModel, group: UnitGroup, steps: int = 64) -> tuple[Tensor, Tensor]:
     """(IG [examples, n], F(1) - F(0) [examples]) of the correct answers' log-probability with
     respect to the group's gates, along g = a * 1 for a from 0 to 1 (midpoint rule, `steps` points)."""
     n_ex = len(gm.tokens)
@@ -229,7 +229,7 @@ def measure_checkpoint(run: Any, step: int, rows: Tensor, test_rows: Tensor | No
 
 
 def saliency(run: Any, checkpoints: int | None = 50, steps: Sequence[int] | None = None, k: int | None = None,
-             k_heads: int = 1, n_examples: int = 256, test_examples: int | None = 2048, ig_steps: int = 16,
+             k_heads: int = 1, n_examples: int = 256, test_examples: int | None = 2048, ig_steps: int = 64,
              random_draws: int = 3, shapley: int = 0,
              shapley_examples: int = 64, seed: int = 0, device: str = "cpu", out: str | Path | None = None,
              progress: Callable[[int, int], None] | None = None) -> Saliency:
