@@ -90,7 +90,7 @@ class Numerics:
         self.valid = targets >= 0  # [B, n_target]
         self.labels = targets.clamp_min(0)
         tc = run.config.train
-        self.own = (loss_dtype(tc.loss_dtype), getattr(tc, "loss", "cross_entropy"))
+        self.own = (loss_dtype(tc.loss_dtype), tc.loss)
 
     def measure(self, step: int, params: dict[str, Tensor]) -> dict[str, Any]:
         engine = GenericEngine(self.run.config.model, self.run.task, make_model(self.run.config, self.run.task))

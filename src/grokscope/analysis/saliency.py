@@ -89,7 +89,7 @@ class GatedModel:
         self.valid = (batch.targets[keep] >= 0).to(device)
         self.labels = batch.targets[keep].clamp_min(0).to(device)
         tc = run.config.train
-        self.dtype, self.loss = loss_dtype(tc.loss_dtype), getattr(tc, "loss", "cross_entropy")
+        self.dtype, self.loss = loss_dtype(tc.loss_dtype), tc.loss
         self.groups = unit_groups(self.model, run.config, self.tokens)
 
     def logits(self, tokens: Tensor, group: UnitGroup | None = None, gates: Tensor | None = None) -> Tensor:
