@@ -32,13 +32,17 @@ from grokscope.loss import log_probs, loss_dtype
 from grokscope.models import make_model
 
 
-def detect_spikes(steps: Any, loss: Any, factor: float = 10.0, window: int = 5) -> list[dict[str, Any]]:
-    """The loss spikes of a curve by the module docstring's rule: [{start, peak, end, height}, ...]
-    (end: the last step above the threshold; None while the curve never came back down)."""
+def check_spike_rule(factor: float, window: int) -> None:
     if factor <= 1:
         raise ConfigError("spike_factor", f"must be a number > 1 (got {factor})")
     if window < 1:
         raise ConfigError("spike_window", f"must be an integer >= 1 (got {window})")
+
+
+def detect_spikes(steps: Any, loss: Any, factor: float = 10.0, window: int = 5) -> list[dict[str, Any]]:
+    """The loss spikes of a curve by the module docstring's rule: [{start, peak, end, height}, ...]
+    (end: the last step above the threshold; None while the curve never came back down)."""
+    check_spike_rule(factor, window)
     steps, loss = np.asarray(steps), np.asarray(loss, dtype=float)
     ok = np.isfinite(loss)
     steps, loss = steps[ok], loss[ok]
@@ -83,7 +87,7 @@ class Numerics:
             raise ConfigError("max_examples", f"must be an integer >= 1 (got {max_examples})")
         self.run = run
         self.spike_factor, self.spike_window = spike_factor, spike_window
-        detect_spikes([0, 1], [1.0, 1.0], spike_factor, spike_window)  # bad rule values fail before any work
+        check_spike_rule(spike_factor, spike_window)  # before any checkpoint is measured
         batch = run.task.batch("train")
         keep = batch.mask.nonzero()[:, 0][:max_examples]
         self.inputs, targets = batch.inputs[keep], batch.targets[keep]
