@@ -1,5 +1,5 @@
 """Each intervention's mechanism at test size: the gradient filters against their formulas on a
-hand-computed sequence, the LR events at exactly their step, and a resume through a full window."""
+hand-computed sequence, the LR events at exactly their step, and a resume through each stateful one."""
 
 from __future__ import annotations
 
@@ -61,10 +61,13 @@ def test_lr_events_act_at_exactly_their_step_and_compose(tmp_path):
     assert rec.lr[17] == pytest.approx(50 * base) and rec.lr[29] == pytest.approx(50 * base)
 
 
-def test_a_grokfast_ma_run_resumes_bit_exactly(tmp_path):
+@pytest.mark.parametrize("entry", [
+    {"kind": "grokfast_ma", "window": 8, "lamb": 2.0},  # the window runs through the kill
+    {"kind": "excluded_loss", "coef": 1.0, "every": 5, "null_mult": 1.0},  # keys found before the kill stay found
+], ids=lambda e: e["kind"])
+def test_a_stateful_intervention_resumes_bit_exactly(tmp_path, entry):
     cfg = grokscope.get_preset("tiny").replace(**{
-        "train.epochs": 50, "train.checkpoint_every": 20, "train.progress": False,
-        "interventions": [{"kind": "grokfast_ma", "window": 8, "lamb": 2.0}]})
+        "train.epochs": 50, "train.checkpoint_every": 20, "train.progress": False, "interventions": [entry]})
 
     class Kill(grokscope.Callback):
         def on_step_start(self, state):
@@ -72,6 +75,8 @@ def test_a_grokfast_ma_run_resumes_bit_exactly(tmp_path):
                 raise KeyboardInterrupt
 
     ref = grokscope.load_run(grokscope.train(cfg, tmp_path / "ref"))
+    plain = grokscope.load_run(grokscope.train(cfg.replace(interventions=[]), tmp_path / "plain"))
+    assert not torch.equal(plain.params(50)["embed.W_E"], ref.params(50)["embed.W_E"])  # it acted
     with pytest.raises(KeyboardInterrupt):
         grokscope.train(cfg, tmp_path / "killed", callbacks=[Kill()])
     grokscope.train(cfg, tmp_path / "killed", resume=True)

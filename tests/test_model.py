@@ -95,3 +95,42 @@ def test_run_with_cache_and_hooks():
     ablated = m.run_with_hooks(tokens, [("blocks.0.hook_mlp_out", lambda act, hook: act * 0)])
     assert not torch.allclose(ablated, logits)
     assert torch.equal(m(tokens), logits)
+
+
+def test_logits_dtype_sets_the_unembeddings_precision_apart_from_the_weights():
+    import pytest
+
+    import grokscope
+    from grokscope.config import ConfigError
+    from grokscope.engine import select_engine
+
+    base = grokscope.get_preset("tiny")
+    task = make_task(base.task)
+    tokens = task.batch("train").inputs[:64]
+    ref = make_model(base, task)(tokens)
+    for name, dtype in (("float64", torch.float64), ("bfloat16", torch.bfloat16)):
+        cfg = base.replace(**{"model.logits_dtype": name})
+        model = make_model(cfg, task)
+        assert all(p.dtype == torch.float32 for p in model.parameters())  # the weights keep theirs
+        out = model(tokens)
+        assert out.dtype == dtype
+        if dtype == torch.float64:
+            assert torch.allclose(out.float(), ref, rtol=1e-5, atol=1e-6)
+        else:  # rounded to bfloat16's 8 significant bits: close, and not equal to the float32 logits
+            assert torch.allclose(out.float(), ref, rtol=2e-2, atol=2e-2) and not torch.equal(out.float(), ref)
+        # the fast engine computes in the weights' dtype only, so `auto` takes the generic engine
+        assert select_engine(cfg, task, model).name == "generic"
+    assert select_engine(base, task, make_model(base, task)).name == "fast"
+    with pytest.raises(ConfigError) as err:
+        base.replace(**{"model.logits_dtype": "int8"})
+    assert err.value.key == "model.logits_dtype"
+
+
+def test_a_run_with_bfloat16_logits_trains_and_analyses(tmp_path):
+    import grokscope
+
+    cfg = grokscope.get_preset("tiny").replace(**{"model.logits_dtype": "bfloat16", "train.epochs": 40,
+                                                 "train.progress": False})
+    run = grokscope.load_run(grokscope.train(cfg, tmp_path / "run"))
+    assert run.metrics["train_loss"].iloc[-1] < run.metrics["train_loss"].iloc[0]
+    assert "fourier" in grokscope.analyze(run).outputs

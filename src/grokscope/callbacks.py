@@ -5,6 +5,10 @@ The trainer calls, per step and in this order: `on_step_start` (may change `stat
 gradient that the update uses), and `on_end` once. Interventions from the config's
 `interventions:` section are callbacks too (grokscope.interventions).
 
+Before the first step the trainer calls `bind(context)` once: a `TrainContext` with the tasks,
+the engine's forward and the flat parameters, for callbacks that run the model themselves (the
+excluded-loss regulariser in grokscope.interventions).
+
 Stateful callbacks set `state_key` and implement `state_dict` / `load_state_dict`. Their state is
 taken at the start of every checkpoint step, before any event of that step, and saved in that
 step's `state/` file; a resume from the step loads it, so the run continues bit-exactly. Every
@@ -14,7 +18,9 @@ tensor in a callback's state has the ensemble member as its first dimension.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any, Callable
 
+import torch
 from torch import Tensor
 
 
@@ -30,10 +36,24 @@ class TrainState:
     rows: list[dict] = field(default_factory=list)  # metrics of every member at an evaluation step
 
 
+@dataclass
+class TrainContext:
+    """What the trainer lends a callback beyond the step's state (see `Callback.bind`)."""
+
+    cfgs: list[Any]  # one RunConfig per member
+    tasks: list[Any]  # one task per member
+    device: torch.device
+    logits: Callable[[dict[str, Tensor], Tensor], Tensor]  # the engine: (params, inputs [member batch n_ctx]) -> logits
+    views: Callable[[], dict[str, Tensor]]  # fresh {name: [member, *shape]} views of `flat`, differentiable
+    flat: Tensor  # [member, n_params], the parameters the update changes (requires grad)
+
+
 class Callback:
     """Override any of these. Only `on_gradient`'s return value is used: a new gradient, or None."""
 
     state_key: str | None = None  # set to save state_dict() with each checkpoint's state
+
+    def bind(self, context: TrainContext) -> None: ...
 
     def on_step_start(self, state: TrainState) -> None: ...
     def on_eval(self, state: TrainState) -> None: ...

@@ -106,6 +106,8 @@ class ModelConfig:
     attn_only: bool = False
     attn_bias: bool = False  # b_Q, b_K, b_V, b_O; the reference model has none
     unembed_bias: bool = False  # b_U; the reference model has none
+    # the dtype the unembedding (resid @ W_U + b_U) computes the logits in, apart from the weights' (null: theirs)
+    logits_dtype: Optional[Literal["float64", "float32", "bfloat16", "float16"]] = None
 
     def check(self) -> None:
         for key in ("n_layers", "d_model", "n_heads", "d_head"):
@@ -224,6 +226,9 @@ class InterventionConfig:
 
     def check(self, key: str) -> None: ...
 
+    def check_task(self, key: str, task: Any) -> None:
+        """Refuse a task this intervention cannot act on (most act on any task)."""
+
 
 @dataclass(frozen=True)
 class LrMultiplier(InterventionConfig):
@@ -286,6 +291,40 @@ class GrokfastMA(InterventionConfig):
 
 
 @dataclass(frozen=True)
+class ExcludedLoss(InterventionConfig):
+    """Train on an interpretability metric (seed 004's future work): loss <- loss + coef * excluded loss.
+
+    The excluded loss is the training loss of the logits with the key frequencies' directions
+    cos / sin(w_k (a + s b)) removed, as the analysis defines it (grokscope.analysis.modular.measures).
+    coef > 0 penalises what the model predicts without its key frequencies; coef < 0 rewards it,
+    up to chance (the term is clamped at ln(d_vocab_out), so the ascent stops there). Key frequencies
+    are re-derived every `every` steps from the current logits by the analysis' logit condition
+    (r_k >= null_mult * 2 / (n^2 - 1)) and kept once found; until one is found the term is zero.
+    Modular tasks only: the projection needs the model's logits on every (x, y) pair of the group grid.
+    """
+
+    kind: str = "excluded_loss"
+    coef: float = 1.0
+    every: int = 100
+    null_mult: float = 10.0
+    from_step: int = 0
+
+    def check(self, key: str) -> None:
+        if not (math.isfinite(self.coef) and self.coef != 0):
+            raise ConfigError(f"{key}.coef", f"must be a finite non-zero number (got {self.coef})")
+        if self.every < 1:
+            raise ConfigError(f"{key}.every", f"must be an integer >= 1 (got {self.every})")
+        if not (self.null_mult > 0 and math.isfinite(self.null_mult)):
+            raise ConfigError(f"{key}.null_mult", f"must be a finite number > 0 (got {self.null_mult})")
+        if self.from_step < 0:
+            raise ConfigError(f"{key}.from_step", f"must be an integer >= 0 (got {self.from_step})")
+
+    def check_task(self, key: str, task: Any) -> None:
+        if task.name != "modular":
+            raise ConfigError(f"{key}.kind", f"excluded_loss needs task.name: modular (got {task.name!r})")
+
+
+@dataclass(frozen=True)
 class RunConfig:
     task: Any = field(default_factory=ModularConfig)  # a TASK_CONFIGS family member
     model: Any = field(default_factory=ModelConfig)  # a MODEL_CONFIGS family member
@@ -299,6 +338,7 @@ class RunConfig:
             getattr(self, section).check()
         for i, entry in enumerate(self.interventions):
             entry.check(f"interventions.{i}")
+            entry.check_task(f"interventions.{i}", self.task)
         shape = self.task.shape()
         if shape.d_vocab == 0 and not getattr(self.model, "takes_features", False):
             families = ", ".join(n for n, c in MODEL_CONFIGS.items() if getattr(c, "takes_features", False))
@@ -367,7 +407,8 @@ MAX_PARAMS = 4 * 10**9  # parameters per model: far beyond grokking scale, well 
 # (grokscope.tasks.register_task, grokscope.models.register_model).
 TASK_CONFIGS: dict[str, type] = {"modular": ModularConfig}
 MODEL_CONFIGS: dict[str, type] = {"transformer": ModelConfig}
-INTERVENTION_CONFIGS: dict[str, type] = {"lr_multiplier": LrMultiplier, "grokfast_ema": GrokfastEMA, "grokfast_ma": GrokfastMA}
+INTERVENTION_CONFIGS: dict[str, type] = {"lr_multiplier": LrMultiplier, "grokfast_ema": GrokfastEMA, "grokfast_ma": GrokfastMA,
+                                         "excluded_loss": ExcludedLoss}
 FAMILIES: dict[str, dict[str, type]] = {"task": TASK_CONFIGS, "model": MODEL_CONFIGS}
 # Each section's default dataclass (the canonical run's).
 SECTIONS: dict[str, type] = {"task": ModularConfig, "model": ModelConfig, "optim": OptimConfig, "train": TrainConfig}

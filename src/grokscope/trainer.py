@@ -30,7 +30,7 @@ from torch import Tensor
 
 from grokscope import determinism
 from grokscope._version import __version__
-from grokscope.callbacks import Callback, TrainState
+from grokscope.callbacks import Callback, TrainContext, TrainState
 from grokscope.config import ConfigError, RunConfig, flatten_dict
 from grokscope.cpu import flush_denormals, keep_freed_memory, numerics, settle_vector_math
 from grokscope.engine import select_engine
@@ -238,6 +238,10 @@ class Trainer:
             self.wd = torch.tensor([c.optim.weight_decay for c in self.cfgs], device=self.device, dtype=self.flat.dtype)[:, None]
             self.loss_dtype = loss_dtype(cfg.train.loss_dtype)
             self._data()
+            context = TrainContext(self.cfgs, self.tasks, self.device, self.engine.logits,
+                                   lambda: self.layout.views(self.flat), self.flat)
+            for cb in self.callbacks:
+                cb.bind(context)
             self.rows: list[list[dict]] = [[] for _ in self.cfgs]
             self.start_step = 0
             self._callback_state: list[dict[str, Tensor]] = []

@@ -163,6 +163,8 @@ class ModularFastEngine:
             return "model.n_layers != 1"
         if model_cfg.normalization is not None:
             return "model.normalization is set"
+        if model_cfg.logits_dtype is not None:
+            return "model.logits_dtype is set"
         if task.n_ctx != 3 or tuple(task.target_positions) != (2,) or not hasattr(task, "eq_token"):
             return "the task is not an (x, y, =) task with the answer at position 2"
         return None

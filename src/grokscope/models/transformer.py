@@ -171,10 +171,12 @@ class Transformer(Hooked):
             resid = block(resid, at if i == last else None)
         if hasattr(self, "ln_final"):
             resid = self.ln_final(resid)
-        logits = resid @ self.unembed.W_U
-        if hasattr(self.unembed, "b_U"):
-            logits = logits + self.unembed.b_U
-        return logits
+        W_U, b_U = self.unembed.W_U, getattr(self.unembed, "b_U", None)
+        if self.cfg.logits_dtype is not None:  # the logits' precision apart from the weights' (a numerics knob)
+            dtype = getattr(torch, self.cfg.logits_dtype)
+            resid, W_U, b_U = resid.to(dtype), W_U.to(dtype), None if b_U is None else b_U.to(dtype)
+        logits = resid @ W_U
+        return logits if b_U is None else logits + b_U
 
     # -- TransformerLens (grokscope.models.tl_interop) ------------------------------------------
     def to_hooked_transformer(self) -> Any:

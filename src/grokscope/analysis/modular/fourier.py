@@ -1,4 +1,5 @@
-"""Fourier analysis over a cyclic group Z_n, and the group each modular op lives in.
+"""Fourier analysis over a cyclic group Z_n (the group each modular op lives in is
+grokscope.tasks.cyclic's `Group`, re-exported here).
 
 Basis. For a cyclic group of order n the real orthonormal Fourier basis has n rows, indexed by
 position a = 0..n-1:
@@ -12,89 +13,28 @@ The *frequency* of a row is k (0 for the constant). There are n_freqs = n // 2 n
 frequencies. `fourier_basis(n)` builds this matrix explicitly; `fourier_1d` / `fourier_2d` give the
 same coefficients through `torch.fft.rfft` (O(n log n) per line), which is what the analysis uses.
 
-Groups. add / sub / x2xyy2 / rand use Z_p with position a = token x. mul / div use the
-multiplicative group of the non-zero residues, which is cyclic of order p - 1: with a primitive root
-g, x = g^a (a discrete logarithm), so x*y = g^(a+b) and x/y = g^(a-b) are additive in a, b and the
-Fourier basis of Z_(p-1) applies. `Group.tokens[a]` is the token at group position a.
+Groups. add / sub / x2xyy2 / rand use Z_p with position a = token x; mul / div use Z_(p-1) through
+the discrete logarithm, where the same basis applies (grokscope.tasks.cyclic).
 """
 
 from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-SIGN_OF_OP = {"add": 1, "sub": -1, "mul": 1, "div": -1, "x2xyy2": 1, "rand": 1}
-EXPRESSION_OF_OP = {
-    "add": "x + y", "sub": "x - y", "mul": "log x + log y", "div": "log x - log y",
-    "x2xyy2": "x + y (analysed as add)", "rand": "x + y (analysed as add)",
-}
-
-
-def primitive_root(p: int) -> int:
-    """The smallest generator g of the multiplicative group mod prime p (g^a hits every non-zero residue)."""
-    if p == 2:
-        return 1
-    phi = p - 1
-    factors = [q for q in range(2, phi + 1) if phi % q == 0 and all(q % r for r in range(2, math.isqrt(q) + 1))]
-    for g in range(2, p):
-        if all(pow(g, phi // q, p) != 1 for q in factors):
-            return g
-    raise ValueError(f"no primitive root mod {p} (is p prime?)")
-
-
-@dataclass(frozen=True)
-class Group:
-    """The cyclic group an op is analysed in.
-
-    n: group order (p, or p - 1 for mul/div); tokens[a]: token at group position a (length n);
-    sign: +1 when the answer is at position a + b, -1 when at a - b; generator: g for mul/div.
-    """
-
-    op: str
-    p: int
-    n: int
-    tokens: np.ndarray
-    sign: int
-    generator: int | None
-
-    @property
-    def n_freqs(self) -> int:
-        return self.n // 2
-
-    @property
-    def kind(self) -> str:
-        return "Z_p" if self.generator is None else "Z_(p-1) via discrete log"
-
-    @property
-    def expression(self) -> str:
-        return EXPRESSION_OF_OP.get(self.op, "x + y")
-
-    def position_of_token(self) -> np.ndarray:
-        """[p] group position of each token (-1 for token 0 under mul/div)."""
-        pos = np.full(self.p, -1, dtype=np.int64)
-        pos[self.tokens] = np.arange(self.n)
-        return pos
-
-    def describe(self) -> dict:
-        return {"kind": self.kind, "n": self.n, "generator": self.generator, "sign": self.sign,
-                "expression": self.expression, "n_freqs": self.n_freqs}
-
-
-def group_for(op: str, p: int) -> Group:
-    """Z_p for additive ops (and for x2xyy2 / rand, analysed as add); Z_(p-1) by discrete log for mul/div."""
-    sign = SIGN_OF_OP.get(op, 1)
-    if op in ("mul", "div"):
-        g = primitive_root(p)
-        tokens = np.array([pow(g, a, p) for a in range(p - 1)], dtype=np.int64)
-        return Group(op, p, p - 1, tokens, sign, g)
-    return Group(op, p, p, np.arange(p, dtype=np.int64), sign, None)
-
+from grokscope.tasks.cyclic import (  # noqa: F401  (re-exported: the analysis' names for them)
+    EXPRESSION_OF_OP,
+    SIGN_OF_OP,
+    Group,
+    group_for,
+    primitive_root,
+    sum_directions,
+)
 
 # --- basis ---------------------------------------------------------------------------------------
 
@@ -282,24 +222,6 @@ def neuron_single_frequency_share(acts: Tensor) -> Tensor:
     share[:, 1:] = (block / safe).T
     share[:, 0] = 1.0 - share[:, 1:].sum(-1)
     return torch.where(ok[:, None], share, torch.zeros_like(share))
-
-
-def sum_directions(group: Group, freqs: list[int] | np.ndarray) -> Tensor:
-    """[2 * len(freqs) (fewer at the Nyquist frequency), n, n] unit-norm grid functions
-    cos(w_k (a + s b)), sin(w_k (a + s b)) with w_k = 2 pi k / n and s = group.sign."""
-    n = group.n
-    a = torch.arange(n, dtype=torch.float64)
-    u = a[:, None] + group.sign * a[None, :]
-    out = []
-    for k in freqs:
-        ang = 2 * math.pi * int(k) * u / n
-        for d in (torch.cos(ang), torch.sin(ang)):
-            nrm = d.norm()
-            if nrm > 1e-9:
-                out.append(d / nrm)
-    if not out:
-        return torch.zeros(0, n, n, dtype=torch.float64)
-    return torch.stack(out)
 
 
 def gini(values: np.ndarray | Tensor) -> float:

@@ -45,7 +45,7 @@ class GridActs:
 
 
 def closed_form_supported(cfg: ModelConfig) -> bool:
-    return cfg.n_layers == 1 and cfg.normalization is None
+    return cfg.n_layers == 1 and cfg.normalization is None and cfg.logits_dtype is None
 
 
 @torch.no_grad()

@@ -54,6 +54,7 @@ from grokscope.analysis.modular.fourier import (
     pair_sum,
     sum_directions,
 )
+from grokscope.tasks.cyclic import logit_shares
 from grokscope.config import ConfigError, ModelConfig
 
 log = logging.getLogger(__name__)
@@ -176,22 +177,7 @@ class CheckpointAnalyzer:
     def logit_shares(self, Lg: Tensor) -> np.ndarray:
         """r_k for k = 0..n_freqs (index 0 = 0): share of double-centred logit energy in the
         cos / sin(w_k (a + s b)) directions."""
-        L = Lg.double()
-        L = L - L.mean(-1, keepdim=True)
-        L = L - L.mean(dim=(0, 1), keepdim=True)
-        total = float(L.pow(2).sum())
-        F_ = self.group.n_freqs
-        out = np.zeros(F_ + 1)
-        if total <= 0:
-            return out
-        dirs = sum_directions(self.group, list(range(1, F_ + 1)))  # [~2F, n, n]
-        coef = torch.einsum("dab,abz->dz", dirs, L).pow(2).sum(-1)  # [~2F]
-        freq_of_dir = []
-        for k in range(1, F_ + 1):
-            nd = sum_directions(self.group, [k]).shape[0]
-            freq_of_dir += [k] * nd
-        np.add.at(out, np.array(freq_of_dir), coef.numpy() / total)
-        return out
+        return logit_shares(self.group, Lg).numpy()
 
     def derive_keys(self, acts: GridActs) -> KeyFrequencies:
         """Apply the key-frequency rule to one checkpoint's activations."""
