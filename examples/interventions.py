@@ -8,6 +8,7 @@
     python examples/interventions.py weight_decay --out runs/interventions # (c) weight decay 0.3, 1, 3
     python examples/interventions.py weight_decay_small_p                  # (c) weight decay 0.01 .. 3 on p = 31
     python examples/interventions.py excluded_loss                         # (e) the excluded-loss regulariser
+    python examples/interventions.py excluded_loss_113                     # (e) the same at the canonical size
     python examples/interventions.py stablemax --only adamw_wd1 --set train.epochs=100   # one variant, smaller
 
 Every variant is an ordinary run directory OUT/<experiment>/<variant>/, trained (or resumed, when
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import time
 from pathlib import Path
@@ -86,6 +88,12 @@ EXPERIMENTS: dict[str, tuple[str, str, dict, dict[str, dict]]] = {
         "quick", {"train.epochs": 8000, "train.stop_at_test_acc": 0.99},
         {"baseline": {}, **{f"coef{c:+g}": {"interventions": [{"kind": "excluded_loss", "coef": c}]}
                             for c in (1.0, 0.1, -0.1, -1.0)}}),
+    "excluded_loss_113": (
+        "(e) the excluded-loss regulariser on the canonical config (x + y mod 113), stopped at 99% test accuracy "
+        "or 12000 epochs",
+        "nanda2023", {"train.epochs": 12000, "train.stop_at_test_acc": 0.99},
+        {"baseline": {}, **{f"coef{c:+g}": {"interventions": [{"kind": "excluded_loss", "coef": c}]}
+                            for c in (1.0, -1.0)}}),
 }
 
 
@@ -150,6 +158,8 @@ def main() -> int:
     ap.add_argument("--only", nargs="*", help="these variants only")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a config override for every variant")
     args = ap.parse_args()
+    logging.basicConfig(format="%(name)s: %(message)s")
+    logging.getLogger("grokscope.interventions").setLevel(logging.INFO)  # e.g. the regulariser's keys as found
     question, preset, base, variants = EXPERIMENTS[args.experiment]
     unknown = sorted(set(args.only or ()) - set(variants))
     if unknown:

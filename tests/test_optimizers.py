@@ -163,5 +163,14 @@ def test_the_intervention_experiments_script_runs_small(tmp_path):
     cfg = grokscope.load_run(tmp_path / "stablemax" / "orthoadamw_stablemax_wd0").config
     assert cfg.optim.orthogonal and cfg.train.loss == "stablemax" and cfg.optim.weight_decay == 0
     assert (tmp_path / "stablemax" / "report.html").is_file()
+    # the regulariser's rows say when each key was found, by its rule re-applied to the checkpoints
+    proc = subprocess.run([sys.executable, str(script), "excluded_loss", "--only", "coef-1", "--out", str(tmp_path),
+                           "--set", "train.epochs=200", "--set", "task.p=23"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    row = json.loads((tmp_path / "excluded_loss" / "summary.json").read_text())["rows"][0]
+    found = {int(k): v for k, v in row["regulariser_keys_first_found"].items()}
+    logged = [line for line in proc.stderr.splitlines() if "excluded_loss: step" in line]  # as the callback found them
+    assert found and all(v % 100 == 0 for v in found.values())
+    assert logged and json.loads(logged[-1].split("key frequencies ")[1]) == sorted(found)
     bad = subprocess.run([sys.executable, str(script), "stablemax", "--only", "nope"], capture_output=True, text=True)
     assert bad.returncode == 2 and "unknown variants" in bad.stderr
