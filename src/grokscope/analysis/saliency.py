@@ -94,16 +94,11 @@ class GatedModel:
 
     def logits(self, tokens: Tensor, group: UnitGroup | None = None, gates: Tensor | None = None) -> Tensor:
         """[rows n_target V]; gates [rows, group.n] multiply the group's units (None: the model as it is)."""
-        def forward() -> Tensor:
-            if self.engine.targeted:
-                return self.model(tokens, self.engine.at)
-            return self.model(tokens)[:, self.engine.positions]
-
         if group is None:
-            return forward()
+            return self.engine.at_targets(self.model, tokens)
         g = gates.reshape(gates.shape[0], *group.gate_shape)
         with self.model.hooks([(group.hook, lambda act, hook: act * g.to(act.dtype))]):
-            return forward()
+            return self.engine.at_targets(self.model, tokens)
 
     def logprob(self, group: UnitGroup | None = None, gates: Tensor | None = None, rows: Tensor | None = None) -> Tensor:
         """F per row: the summed log-probability of the correct answers ([rows])."""

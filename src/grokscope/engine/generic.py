@@ -8,7 +8,7 @@ and the logits are the same (tests/test_engine.py).
 from __future__ import annotations
 
 import inspect
-from typing import Any
+from typing import Any, Callable
 
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
@@ -36,12 +36,15 @@ class GenericEngine:
         self.positions = slice(pos[0], pos[0] + len(pos)) if contiguous else list(pos)
         self.at = None if self.positions == slice(0, task.n_ctx) else self.positions  # None: every position is a target
 
+    def at_targets(self, forward: Callable[..., Tensor], tokens: Tensor) -> Tensor:
+        """forward(tokens) (or forward(tokens, at) for a targeted model) at the task's target positions:
+        [batch n_target d_vocab_out]. `forward` is the model itself, or it with other parameters."""
+        return forward(tokens, self.at) if self.targeted else forward(tokens)[:, self.positions]
+
     def logits(self, params: dict[str, Tensor], inputs: Tensor) -> Tensor:
         """params: {name: [member, *shape]}, inputs: [member batch n_ctx] -> [member batch n_target d_vocab_out]."""
 
         def one(p: dict[str, Tensor], t: Tensor) -> Tensor:
-            if self.targeted:
-                return functional_call(self.model, p, (t, self.at))
-            return functional_call(self.model, p, (t,))[:, self.positions]
+            return self.at_targets(lambda *args: functional_call(self.model, p, args), t)
 
         return vmap(one)(params, inputs)
