@@ -112,10 +112,11 @@ def run_variant(cfg, out: Path) -> Path:
 
 
 def last_step(path: Path) -> int | None:
-    try:
-        return int(grokscope.load_run(path).metrics["step"].iloc[-1])
-    except Exception:  # no metrics yet (a run killed before its first row)
+    """The run's last logged step; None before its first row (a run killed that early)."""
+    if not (path / "metrics.parquet").is_file():
         return None
+    m = grokscope.load_run(path).metrics
+    return int(m["step"].iloc[-1]) if len(m) else None
 
 
 def key_steps(run) -> dict[int, int] | None:
@@ -129,13 +130,11 @@ def key_steps(run) -> dict[int, int] | None:
     if reg is None:
         return None
     an = CheckpointAnalyzer(run.config.model, run.task)
-    n, found = an.group.n, {}
-    for step in run.steps:
-        if step < reg.from_step or (step - reg.from_step) % reg.every:
-            continue
+    found = {}
+    for step in filter(reg.derives_keys_at, run.steps):
         logits = an.group_logits(grid_forward(run.params(step), run.config.model, run.task.p).logits)
         r = logit_shares(an.group, logits)
-        for k in (r >= reg.null_mult * 2.0 / (n * n - 1)).nonzero()[:, 0].tolist():
+        for k in (r >= reg.share_needed(an.group.n)).nonzero()[:, 0].tolist():
             found.setdefault(k, step)
     return dict(sorted(found.items()))
 

@@ -319,6 +319,14 @@ class ExcludedLoss(InterventionConfig):
         if self.from_step < 0:
             raise ConfigError(f"{key}.from_step", f"must be an integer >= 0 (got {self.from_step})")
 
+    def derives_keys_at(self, step: int) -> bool:
+        """Whether the key frequencies are re-derived at this step."""
+        return step >= self.from_step and (step - self.from_step) % self.every == 0
+
+    def share_needed(self, n: int) -> float:
+        """The logit share r_k that makes k a key, in a group of order n."""
+        return self.null_mult * 2.0 / (n * n - 1)
+
     def check_task(self, key: str, task: Any) -> None:
         if task.name != "modular":
             raise ConfigError(f"{key}.kind", f"excluded_loss needs task.name: modular (got {task.name!r})")

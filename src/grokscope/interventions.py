@@ -124,12 +124,11 @@ class ExcludedLossCallback(Callback):
         self.dirs, freq_of_dir = directions(group, list(range(1, group.n_freqs + 1)))
         self.dirs = self.dirs.to(context.device, torch.float32)
         self.freq_of_dir = torch.as_tensor(freq_of_dir, device=context.device)
-        self.share_needed = self.cfg.null_mult * 2.0 / (n * n - 1)
         self.ceiling = math.log(context.cfgs[0].task.shape().d_vocab_out)
         self.loss, self.dtype = context.cfgs[0].train.loss, loss_dtype(context.cfgs[0].train.loss_dtype)
 
     def _update_keys(self, step: int, Lg: Tensor) -> None:
-        found = logit_shares(self.group, Lg) >= self.share_needed  # [member, n_freqs + 1]
+        found = logit_shares(self.group, Lg) >= self.cfg.share_needed(self.group.n)  # [member, n_freqs + 1]
         found[:, 0] = False
         new = found if self.keys is None else self.keys | found
         if self.keys is None or bool((new != self.keys).any()):
@@ -149,16 +148,21 @@ class ExcludedLossCallback(Callback):
             out.append(-picked.mean())
         return torch.stack(out)
 
+    def _has_keys(self) -> bool:
+        return self.keys is not None and bool(self.keys.any())
+
     def on_gradient(self, state: TrainState, grad: Tensor) -> Tensor | None:
-        since = state.step - self.cfg.from_step
-        if since < 0:
+        if state.step < self.cfg.from_step:
+            return None
+        derive = self.cfg.derives_keys_at(state.step)
+        if not derive and not self._has_keys():  # nothing to remove and nothing to find: no grid forward
             return None
         n = self.group.n
         logits = self.ctx.logits(self.ctx.views(), self.inputs)[:, :, -1]  # [member, n^2, z]
         Lg = logits.unflatten(1, (n, n))
-        if since % self.cfg.every == 0:
+        if derive:
             self._update_keys(state.step, Lg.detach())
-        if self.keys is None or not bool(self.keys.any()):
+        if not self._has_keys():
             return None
         excluded = self.excluded_loss(Lg)
         term = excluded if self.cfg.coef > 0 else excluded.clamp(max=self.ceiling)  # ascent stops at chance
